@@ -1,0 +1,158 @@
+"""The infinite canvas: every random input of an image as a pure function of (seed, position).
+
+An image of InfinityGAN is defined by its seed. The global latent zg, the local latent zl at
+every latent cell, and the noise of every GT layer at every position of that layer's lattice
+are drawn from a counter-based hash of (seed, stream, channel, row, column): any region is
+computed from its own neighbourhood, in O(region) memory, on any device, and the same
+position always gets the same value, whichever tile asks for it. Positions are int64 and may
+be negative or very far from the origin (the hash absorbs all 64 bits of each coordinate).
+
+The hash works on 32-bit words held in int64 tensors with multipliers below 2^31, so every
+product stays below 2^63: exact integer arithmetic on CPU, CUDA and MPS. Two hashes per value
+feed a Box-Muller transform (float64) for N(0, 1) samples.
+
+Overrides: any part of zl, of any noise layer, or zg itself can be replaced by given tensors
+(e.g. latents recovered by GAN inversion); gradients flow into those tensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+M32 = 0xFFFFFFFF
+_C1 = 0x7FEB352D
+_C2 = 0x21F0AAAD
+
+
+def _mix(h: torch.Tensor | int) -> torch.Tensor | int:
+    """A 32-bit integer finalizer (xorshift-multiply); h in [0, 2^32)."""
+    h = h ^ (h >> 16)
+    h = (h * _C1) & M32
+    h = h ^ (h >> 15)
+    h = (h * _C2) & M32
+    h = h ^ (h >> 16)
+    return h
+
+
+def _absorb(h, word):
+    return _mix((h ^ word) & M32)
+
+
+def _absorb64(h, v):
+    """Absorb a signed 64-bit value (tensor or int) as two 32-bit words."""
+    if isinstance(v, torch.Tensor):
+        lo = v & M32
+        hi = (v >> 32) & M32
+    else:
+        v &= (1 << 64) - 1
+        lo, hi = v & M32, v >> 32
+    return _absorb(_absorb(h, lo), hi)
+
+
+def stream_key(seed: int, stream: str) -> int:
+    """A 32-bit key for (seed, stream name); seeds may be any Python int."""
+    digest = hashlib.blake2b(f"{int(seed)}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & M32
+
+
+def gaussian_field(key: int, channels: int, rows: torch.Tensor, cols: torch.Tensor,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """N(0, 1) values at every (channel, row, col) of a separable grid.
+
+    rows: (H,) int64 positions, cols: (W,) int64 positions (any device). Returns (C, H, W).
+    The value at a position depends only on (key, channel, row, col).
+    """
+    dev = rows.device
+    c = torch.arange(channels, dtype=torch.int64, device=dev)
+    hc = _absorb(torch.full_like(c, key), c)  # (C,)
+    hr = _absorb64(torch.full_like(rows, 0x9E3779B9), rows.to(torch.int64))  # (H,)
+    hq = _absorb64(torch.full_like(cols, 0x85EBCA77 & 0x7FFFFFFF), cols.to(torch.int64))  # (W,)
+    hcr = _mix((hc.view(-1, 1) ^ hr.view(1, -1)) & M32)  # (C, H)
+    h1 = _mix((hcr.unsqueeze(-1) ^ hq.view(1, 1, -1)) & M32)  # (C, H, W)
+    h2 = _mix(h1 ^ 0x5BD1E995)
+    u1 = (h1.to(torch.float64) + 0.5) * (1.0 / 4294967296.0)
+    u2 = h2.to(torch.float64) * (1.0 / 4294967296.0)
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return z.to(dtype)
+
+
+@dataclass
+class Override:
+    """A rectangle of given values pasted over a hashed field. values: (C, h, w)."""
+
+    row0: int
+    col0: int
+    values: torch.Tensor
+
+
+def _paste(field_: torch.Tensor, row0: int, col0: int, overrides: list[Override]) -> torch.Tensor:
+    """Paste overrides intersecting the window [row0, row0 + H) x [col0, col0 + W) of field_."""
+    H, W = field_.shape[-2:]
+    out = field_
+    for ov in overrides:
+        h, w = ov.values.shape[-2:]
+        r0, r1 = max(row0, ov.row0), min(row0 + H, ov.row0 + h)
+        c0, c1 = max(col0, ov.col0), min(col0 + W, ov.col0 + w)
+        if r0 >= r1 or c0 >= c1:
+            continue
+        if out is field_:
+            out = field_.clone()
+        vals = ov.values[..., r0 - ov.row0: r1 - ov.row0, c0 - ov.col0: c1 - ov.col0]
+        out[..., r0 - row0: r1 - row0, c0 - col0: c1 - col0] = vals.to(out.dtype)
+    return out
+
+
+@dataclass
+class Canvas:
+    """All random inputs of one infinite image.
+
+    seed: the image's seed. zg_dim / zl_dim: latent sizes of the model. Optional overrides:
+    ``global_latent`` (zg_dim,), ``local_overrides`` (rectangles of zl, cell lattice) and
+    ``noise_overrides[layer]`` (rectangles of one GT layer's noise, that layer's lattice).
+    """
+
+    seed: int
+    zg_dim: int
+    zl_dim: int
+    global_latent: torch.Tensor | None = None
+    local_overrides: list[Override] = field(default_factory=list)
+    noise_overrides: dict[int, list[Override]] = field(default_factory=dict)
+
+    def zg(self, device="cpu", dtype=torch.float32) -> torch.Tensor:
+        """The global latent, (1, zg_dim)."""
+        if self.global_latent is not None:
+            return self.global_latent.reshape(1, self.zg_dim).to(device=device, dtype=dtype)
+        key = stream_key(self.seed, "zg")
+        zero = torch.zeros(1, dtype=torch.int64, device=device)
+        return gaussian_field(key, self.zg_dim, zero, zero, dtype).reshape(1, self.zg_dim)
+
+    def zl(self, row0: int, rows: int, col0: int, cols: int, device="cpu",
+           dtype=torch.float32) -> torch.Tensor:
+        """Local latents of cells [row0, row0 + rows) x [col0, col0 + cols): (zl_dim, rows, cols)."""
+        r = torch.arange(rows, dtype=torch.int64, device=device) + row0
+        q = torch.arange(cols, dtype=torch.int64, device=device) + col0
+        out = gaussian_field(stream_key(self.seed, "zl"), self.zl_dim, r, q, dtype)
+        return _paste(out, row0, col0, self.local_overrides)
+
+    def noise(self, layer: int, row0: int, rows: int, col0: int, cols: int, device="cpu",
+              dtype=torch.float32) -> torch.Tensor:
+        """Noise of GT conv ``layer`` on its own lattice: (1, rows, cols)."""
+        r = torch.arange(rows, dtype=torch.int64, device=device) + row0
+        q = torch.arange(cols, dtype=torch.int64, device=device) + col0
+        out = gaussian_field(stream_key(self.seed, f"noise{layer}"), 1, r, q, dtype)
+        return _paste(out, row0, col0, self.noise_overrides.get(layer, []))
+
+    def override_zl(self, row0: int, col0: int, values: torch.Tensor) -> None:
+        """Replace zl at cells [row0, row0 + h) x [col0, col0 + w) by values (zl_dim, h, w)."""
+        if values.dim() != 3 or values.shape[0] != self.zl_dim:
+            raise ValueError(f"zl override must be ({self.zl_dim}, h, w), got {tuple(values.shape)}")
+        self.local_overrides.append(Override(row0, col0, values))
+
+    def override_noise(self, layer: int, row0: int, col0: int, values: torch.Tensor) -> None:
+        """Replace the noise of GT conv ``layer`` at [row0, +h) x [col0, +w) by values (1, h, w)."""
+        if values.dim() == 2:
+            values = values.unsqueeze(0)
+        self.noise_overrides.setdefault(layer, []).append(Override(row0, col0, values))

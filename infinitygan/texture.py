@@ -1,0 +1,98 @@
+"""Texture synthesizer GT (paper Section 3.3): padding-free StyleGAN2 synthesis on zS.
+
+zS replaces StyleGAN2's constant input. Every zero padding is removed, so each output pixel
+depends only on a fixed window of zS, noise and styles: any region of the infinite image can
+be synthesized independently and the pieces agree pixel for pixel.
+
+Per stage: upsampling modulated 3x3 conv (H -> 2H - 3), modulated 3x3 conv (H -> H - 2), both
+with noise injection + bias + leaky ReLU; ToRGB after the second conv with the RGB skip
+upsampled ([1,2,1], 2H - 1) and center-cropped. Paper-101 sizes: zS 11 -> 19 -> 17 -> 31 -> 29
+-> 55 -> 53 -> 103 -> 101 (RGB 17, 29, 53, 101). Styles: 2K + 1 slots (9 for K = 4); conv i
+uses slot i, the ToRGB of stage k uses slot min(2k + 3, 2K).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .config import GeneratorConfig
+from .nn import EqualLinear, FusedLeakyReLU, ModulatedConv2d, NoiseInjection, PixelNorm, ToRGB
+
+
+class MappingNetwork(nn.Module):
+    """z (B, zg_dim) -> w (B, style_dim): PixelNorm + L equalized linear layers (lr x 0.01)."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        layers: list[nn.Module] = [PixelNorm()]
+        d = cfg.zg_dim
+        for _ in range(cfg.mapping_layers):
+            layers.append(EqualLinear(d, cfg.style_dim, lr_mul=cfg.mapping_lr_mul, activation=True))
+            d = cfg.style_dim
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class StyledConv(nn.Module):
+    """Modulated conv (optionally upsampling) + noise + bias + leaky ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, demodulate=True, upsample=upsample)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x, style, noise=None):
+        return self.activate(self.noise(self.conv(x, style), noise))
+
+
+class TextureSynthesizer(nn.Module):
+    """GT. forward(zs, styles, noises) -> RGB (B, 3, 2^K n - 5 (2^K - 1), ...).
+
+    zs: (B, gs_channels, n, n') structure features.
+    styles: (1 or B, n_styles, style_dim) W+ styles, or a list of n_styles per-slot styles,
+      each (1 or B, style_dim) or per pixel (B, style_dim, H, W) at that layer's input size.
+    noises: list of 2K tensors (1 or B, 1, H_i, W_i) matching each conv's output, or None
+      entries for no noise.
+    """
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.n_up = cfg.n_up
+        self.n_styles = cfg.n_styles
+        convs, rgbs = [], []
+        in_ch = cfg.gs_channels
+        for i, out_ch in enumerate(cfg.ts_channels):
+            convs.append(StyledConv(in_ch, out_ch, cfg.style_dim, upsample=(i % 2 == 0)))
+            if i % 2 == 1:
+                rgbs.append(ToRGB(out_ch, cfg.style_dim))
+            in_ch = out_ch
+        self.convs = nn.ModuleList(convs)
+        self.to_rgbs = nn.ModuleList(rgbs)
+
+    def rgb_slot(self, k: int) -> int:
+        return min(2 * k + 3, 2 * self.n_up)
+
+    def forward(self, zs: torch.Tensor, styles: torch.Tensor | Sequence[torch.Tensor],
+                noises: Sequence[torch.Tensor | None] | None = None, trace: dict | None = None) -> torch.Tensor:
+        if isinstance(styles, torch.Tensor):
+            if styles.dim() != 3 or styles.shape[1] != self.n_styles:
+                raise ValueError(f"styles must be (B, {self.n_styles}, D), got {tuple(styles.shape)}")
+            styles = [styles[:, i] for i in range(self.n_styles)]
+        if noises is None:
+            noises = [None] * len(self.convs)
+        x, rgb = zs, None
+        for i, conv in enumerate(self.convs):
+            x = conv(x, styles[i], noises[i])
+            if trace is not None:
+                trace[f"ts{i}"] = x
+            if i % 2 == 1:
+                k = i // 2
+                rgb = self.to_rgbs[k](x, styles[self.rgb_slot(k)], rgb)
+                if trace is not None:
+                    trace[f"rgb{k}"] = rgb
+        return rgb

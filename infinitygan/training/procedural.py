@@ -1,0 +1,362 @@
+"""Built-in procedural landscape source (pure numpy, deterministic by seed).
+
+Used as a zero-download training set (``--data procedural``) and in tests/demos.
+
+Each image is a small scene: a vertical sky gradient (optional sun glow, stars at
+night) with soft fBm clouds, 1-3 layered mountain ridges drawn from 1-D ridged fBm
+(farther ridges hazier = aerial perspective, optional snow caps and a tree line), and
+below the horizon either grass/ground with perspective-compressed texture or water
+carrying a blurred, darkened, rippled vertical reflection of what is above, with an
+optional grassy shore in the foreground.  Horizon height, ridge count, time of day
+(day / dusk / dawn / overcast / night) and terrain palette vary per image.
+
+Geometry is defined in *world units of the image height*: column ``c`` maps to
+``u = (c + 0.5) / H + x0`` and row ``r`` to ``v = (r + 0.5) / H``.  A wide render
+(e.g. 197 x 2048) is therefore the same scene continued horizontally, never a
+stretched square image: its left 197 columns (nearly) equal the square render of
+the same seed (only the separable blurs of the reflection differ at the border).
+
+Shapes:
+    render_landscape(seed, H, W)   -> np.ndarray (H, W, 3) uint8
+    ProceduralLandscapes()[i]      -> torch.float32 (3, size, size) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["render_landscape", "ProceduralLandscapes"]
+
+_MASK32 = 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------- noise
+def _hash2(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
+    """Integer lattice hash -> float64 in [0, 1). ``ix``/``iy`` broadcast together."""
+    x = (np.asarray(ix, dtype=np.int64) & _MASK32).astype(np.uint32)
+    y = (np.asarray(iy, dtype=np.int64) & _MASK32).astype(np.uint32)
+    h = x * np.uint32(0x8DA6B343) ^ y * np.uint32(0xD8163841) ^ np.uint32((seed * 0x9E3779B1) & _MASK32)
+    h = np.atleast_1d(h)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x7FEB352D)
+    h ^= h >> np.uint32(15)
+    h *= np.uint32(0x846CA68B)
+    h ^= h >> np.uint32(16)
+    return h.astype(np.float64) * (1.0 / 4294967296.0)
+
+
+def _smooth(f: np.ndarray) -> np.ndarray:
+    return f * f * (3.0 - 2.0 * f)
+
+
+def _vnoise1(xs: np.ndarray, seed: int) -> np.ndarray:
+    """1-D value noise in [0, 1] at positions ``xs`` (any shape)."""
+    i0 = np.floor(xs)
+    s = _smooth(xs - i0)
+    i0 = i0.astype(np.int64)
+    a = _hash2(i0, 0, seed)
+    b = _hash2(i0 + 1, 0, seed)
+    return a + (b - a) * s
+
+
+def _vnoise2(xs: np.ndarray, ys: np.ndarray, seed: int) -> np.ndarray:
+    """Separable-coordinate 2-D value noise: ``xs`` (W,), ``ys`` (H,) -> (H, W) in [0, 1].
+
+    Lattice values are hashed once on the covering integer grid, then interpolated with
+    smoothstep weights along x, then along y (exactly equal to per-pixel value noise).
+    """
+    ix = np.floor(xs)
+    sx = _smooth(xs - ix)[None, :]
+    ix = ix.astype(np.int64)
+    iy = np.floor(ys)
+    sy = _smooth(ys - iy)[:, None]
+    iy = iy.astype(np.int64)
+    x0, y0 = int(ix.min()), int(iy.min())
+    gx = np.arange(x0, int(ix.max()) + 2, dtype=np.int64)
+    gy = np.arange(y0, int(iy.max()) + 2, dtype=np.int64)
+    g = _hash2(gx[None, :], gy[:, None], seed)  # (ny, nx)
+    cx = ix - x0
+    gxl = g[:, cx]
+    gxi = gxl + (g[:, cx + 1] - gxl) * sx  # (ny, W)
+    cy = iy - y0
+    top = gxi[cy]
+    return top + (gxi[cy + 1] - top) * sy
+
+
+def _fbm1(xs: np.ndarray, seed: int, octaves: int = 5, gain: float = 0.5, ridged: bool = False) -> np.ndarray:
+    total = np.zeros_like(xs, dtype=np.float64)
+    amp, norm, f = 1.0, 0.0, 1.0
+    for k in range(octaves):
+        n = _vnoise1(xs * f + 13.7 * k, seed + 101 * k)
+        if ridged:
+            n = 1.0 - np.abs(2.0 * n - 1.0)
+            n = n * n
+        total += amp * n
+        norm += amp
+        amp *= gain
+        f *= 2.03
+    return total / norm
+
+
+def _fbm2(xs: np.ndarray, ys: np.ndarray, seed: int, octaves: int = 4, gain: float = 0.5) -> np.ndarray:
+    total = None
+    amp, norm, f = 1.0, 0.0, 1.0
+    for k in range(octaves):
+        n = _vnoise2(xs * f + 7.31 * k, ys * f + 3.17 * k, seed + 131 * k)
+        total = amp * n if total is None else total + amp * n
+        norm += amp
+        amp *= gain
+        f *= 2.01
+    return total / norm
+
+
+def _sstep(e0: float | np.ndarray, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+    d = np.asarray(e1 - e0, dtype=np.float64)
+    d = np.where(np.abs(d) < 1e-9, 1e-9, d)
+    t = np.clip((x - e0) / d, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _box_blur(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Box blur of half-width ``radius`` along ``axis`` with edge replication (cumsum based)."""
+    if radius <= 0:
+        return a
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (radius + 1, radius)
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis)
+    n = a.shape[axis]
+    hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+    lo = np.take(c, np.arange(0, n), axis=axis)
+    return (hi - lo) / (2 * radius + 1)
+
+
+# --------------------------------------------------------------------------- palettes
+def _c(*rgb: float) -> np.ndarray:
+    return np.array(rgb, dtype=np.float64)
+
+
+# Time of day: sky colours, cloud colours, light tint applied to terrain, sun.
+_TIMES = {
+    "day": dict(top=_c(0.22, 0.42, 0.78), hor=_c(0.68, 0.80, 0.93), cloud=_c(0.98, 0.98, 0.98),
+                shadow=_c(0.66, 0.70, 0.80), light=_c(1.0, 1.0, 0.97), sun=_c(1.0, 0.97, 0.85),
+                glow=0.25, disk=True, stars=False, cover=(0.45, 0.68)),
+    "dusk": dict(top=_c(0.17, 0.17, 0.40), hor=_c(0.98, 0.58, 0.30), cloud=_c(0.98, 0.55, 0.42),
+                 shadow=_c(0.40, 0.26, 0.38), light=_c(0.85, 0.60, 0.55), sun=_c(1.0, 0.75, 0.40),
+                 glow=0.7, disk=True, stars=False, cover=(0.45, 0.65)),
+    "dawn": dict(top=_c(0.38, 0.48, 0.75), hor=_c(0.98, 0.82, 0.72), cloud=_c(1.0, 0.86, 0.84),
+                 shadow=_c(0.60, 0.55, 0.66), light=_c(0.95, 0.85, 0.82), sun=_c(1.0, 0.90, 0.75),
+                 glow=0.45, disk=True, stars=False, cover=(0.5, 0.7)),
+    "overcast": dict(top=_c(0.52, 0.55, 0.60), hor=_c(0.78, 0.80, 0.82), cloud=_c(0.86, 0.87, 0.89),
+                     shadow=_c(0.48, 0.50, 0.55), light=_c(0.80, 0.82, 0.85), sun=_c(1.0, 1.0, 1.0),
+                     glow=0.0, disk=False, stars=False, cover=(0.2, 0.4)),
+    "night": dict(top=_c(0.02, 0.03, 0.10), hor=_c(0.12, 0.17, 0.33), cloud=_c(0.22, 0.25, 0.36),
+                  shadow=_c(0.06, 0.07, 0.13), light=_c(0.32, 0.36, 0.52), sun=_c(0.9, 0.92, 1.0),
+                  glow=0.12, disk=True, stars=True, cover=(0.55, 0.75)),
+}
+_TIME_NAMES = ["day", "day", "day", "dusk", "dawn", "overcast", "night"]
+
+# Terrain: far rock, near hill, ground far/near, tree colour, snow probability.
+_TERRAINS = {
+    "green": dict(rock=_c(0.36, 0.38, 0.42), hill=_c(0.20, 0.32, 0.16), gfar=_c(0.42, 0.55, 0.24),
+                  gnear=_c(0.20, 0.38, 0.10), tree=_c(0.08, 0.20, 0.08), snow=0.35, trees=0.6),
+    "dry": dict(rock=_c(0.50, 0.42, 0.36), hill=_c(0.45, 0.40, 0.26), gfar=_c(0.70, 0.62, 0.38),
+                gnear=_c(0.55, 0.45, 0.22), tree=_c(0.22, 0.26, 0.12), snow=0.1, trees=0.25),
+    "autumn": dict(rock=_c(0.38, 0.36, 0.38), hill=_c(0.48, 0.30, 0.12), gfar=_c(0.60, 0.48, 0.22),
+                   gnear=_c(0.42, 0.28, 0.10), tree=_c(0.35, 0.16, 0.06), snow=0.3, trees=0.6),
+    "alpine": dict(rock=_c(0.40, 0.42, 0.48), hill=_c(0.18, 0.28, 0.20), gfar=_c(0.38, 0.50, 0.30),
+                   gnear=_c(0.18, 0.34, 0.14), tree=_c(0.05, 0.16, 0.09), snow=0.9, trees=0.7),
+    "snow": dict(rock=_c(0.55, 0.58, 0.64), hill=_c(0.80, 0.83, 0.88), gfar=_c(0.88, 0.90, 0.94),
+                 gnear=_c(0.80, 0.83, 0.88), tree=_c(0.10, 0.16, 0.14), snow=1.0, trees=0.5),
+}
+_TERRAIN_NAMES = ["green", "green", "green", "dry", "autumn", "alpine", "alpine", "snow"]
+
+
+def _jitter(rng: np.random.Generator, col: np.ndarray, amount: float = 0.06) -> np.ndarray:
+    return np.clip(col * (1.0 + amount * rng.standard_normal(3)) * (1.0 + amount * rng.standard_normal()), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- render
+def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
+    """Render the landscape of ``seed`` as an (height, width, 3) uint8 RGB array.
+
+    Deterministic in ``seed``; any size >= 1.  Scene scale follows ``height``: a wider
+    image shows more of the same (horizontally continuing) scene.
+    """
+    H, W = int(height), int(width)
+    if H < 1 or W < 1:
+        raise ValueError(f"image size must be positive, got {H}x{W}")
+    rng = np.random.default_rng(int(seed) & ((1 << 64) - 1))
+    ns = [int(s) for s in rng.integers(0, 2**31 - 1, size=24)]
+
+    time = _TIMES[_TIME_NAMES[rng.integers(len(_TIME_NAMES))]]
+    terr = _TERRAINS[_TERRAIN_NAMES[rng.integers(len(_TERRAIN_NAMES))]]
+    top, hor = _jitter(rng, time["top"]), _jitter(rng, time["hor"], 0.04)
+    light = _jitter(rng, time["light"], 0.04)
+    horizon = rng.uniform(0.45, 0.70)
+    x0 = rng.uniform(0.0, 1000.0)
+
+    cols = np.arange(W, dtype=np.float64)
+    rows = np.arange(H, dtype=np.float64)
+    u = (cols + 0.5) / H + x0  # (W,)
+    v = (rows + 0.5) / H  # (H,)
+    V = v[:, None]
+
+    # ---- sky ------------------------------------------------------------------------
+    g = np.clip(v / horizon, 0.0, 1.0) ** rng.uniform(1.3, 2.2)
+    img = (top[None, :] * (1.0 - g[:, None]) + hor[None, :] * g[:, None])[:, None, :].repeat(W, axis=1)
+    sun_u = x0 + rng.uniform(0.15, 0.85)
+    sun_v = horizon * rng.uniform(0.25, 0.85) if time is not _TIMES["dusk"] else horizon * rng.uniform(0.7, 0.95)
+    if time["glow"] > 0 or time["disk"]:
+        du = (u - sun_u)[None, :]
+        r = np.sqrt(du * du + (V - sun_v) ** 2)
+        glow = time["glow"] * np.exp(-r / 0.18)[..., None]
+        img = img + glow * (time["sun"] - img) * 0.9
+        if time["disk"]:
+            disk = np.clip((0.022 - r) * H + 0.5, 0.0, 1.0)[..., None]
+            img = img * (1 - disk) + time["sun"] * disk
+    if time["stars"]:
+        star = _hash2(cols[None, :].astype(np.int64) + int(x0 * 997), rows[:, None].astype(np.int64), ns[0])
+        bright = np.clip((star - 0.996) / 0.004, 0.0, 1.0) * (1.0 - g[:, None])
+        img = img + bright[..., None] * 0.9
+
+    # clouds: horizontally stretched fBm; lit on top, shadowed underneath
+    cfx, cfy = rng.uniform(1.5, 3.0), rng.uniform(5.0, 9.0)
+    lo, hi = time["cover"]
+    cover = rng.uniform(lo, hi)
+    cn = _fbm2(u * cfx, v * cfy, ns[1], octaves=5)
+    cn_below = _fbm2(u * cfx, (v + 0.025) * cfy, ns[1], octaves=3)
+    alpha = _sstep(cover, cover + 0.22, cn) * _sstep(horizon + 0.02, horizon - 0.12, V)
+    alpha *= rng.uniform(0.75, 1.0)
+    lit = np.clip(0.55 - (cn[..., None] - cn_below[..., None]) * 7.0, 0.0, 1.0)
+    ccol = time["shadow"] + (time["cloud"] - time["shadow"]) * lit
+    img = img + alpha[..., None] * (ccol - img)
+
+    haze = hor * 0.85 + light * 0.15 * hor.mean()
+
+    # ---- mountains (far -> near) -----------------------------------------------------
+    n_layers = int(rng.integers(1, 4))
+    max_amp = min(horizon - 0.08, horizon * rng.uniform(0.35, 0.8))
+    snowy = rng.random() < terr["snow"]
+    snow_level = rng.uniform(0.35, 0.7)  # fraction of the far layer's amplitude
+    for k in range(n_layers):
+        near = (n_layers - 1 - k)  # 0 for the nearest layer
+        depth = near / max(n_layers - 1, 1) if n_layers > 1 else 0.6
+        amp = max_amp * (0.45 + 0.55 * depth) * rng.uniform(0.8, 1.1)
+        freq = rng.uniform(2.0, 3.5) * (0.6 + 0.8 * depth)
+        lift = 0.02 * depth
+        s1 = _fbm1(u * freq, ns[2 + k], octaves=6)
+        s2 = _fbm1(u * freq * 0.7, ns[5 + k], octaves=6, ridged=True)
+        mix = 0.3 + 0.5 * depth
+        shape = (1 - mix) * s1 + mix * s2
+        shape = np.clip((shape - 0.2) / 0.6, 0.0, 1.0) ** 1.3
+        ridge = horizon - lift - amp * shape  # (W,)
+        fog = (0.06 + 0.5 * depth) * rng.uniform(0.85, 1.1)
+        base = terr["rock"] if depth > 0.3 or n_layers == 1 else terr["hill"]
+        base = _jitter(rng, base, 0.05) * light
+        # rocky lighting from a 2-D height field
+        hf = _fbm2(u * 9.0, v * 9.0, ns[8 + k], octaves=4)
+        slope = np.gradient(hf, axis=1) * H / 9.0
+        side = 1.0 if sun_u < x0 + 0.5 else -1.0
+        shade = np.clip(1.0 + side * slope * (1.2 + 1.5 * depth) + (hf - 0.5) * 0.5, 0.55, 1.45)
+        col = base[None, None, :] * shade[..., None]
+        if snowy and depth > 0.3:
+            lvl = horizon - lift - amp * (snow_level + 0.25 * (_fbm1(u * 14.0, ns[11 + k]) - 0.5))
+            snow = _sstep(lvl[None, :] + 0.01, lvl[None, :] - 0.01, V)
+            snow *= _sstep(0.35, 0.5, hf + 0.25 * (1 - snow_level))
+            scol = np.clip(_c(0.95, 0.96, 1.0) * light * np.clip(shade, 0.75, 1.1)[..., None], 0, 1)
+            col = col + snow[..., None] * (scol - col)
+        # aerial perspective: more haze for far layers and near each layer's base
+        fl = fog + (1.0 - fog) * 0.35 * _sstep(ridge[None, :], horizon + 0.0, V)
+        col = col + np.clip(fl, 0, 0.95)[..., None] * (haze - col)
+        a = np.clip((V - ridge[None, :]) * H + 0.5, 0.0, 1.0)[..., None]
+        img = img + a * (col - img)
+
+    # tree line along the horizon
+    if rng.random() < terr["trees"]:
+        tn = _fbm1(u * 45.0, ns[14], octaves=3)
+        tl = horizon - rng.uniform(0.008, 0.02) - 0.035 * tn * _fbm1(u * 3.0, ns[15], octaves=2)
+        tcol = _jitter(rng, terr["tree"], 0.08) * light
+        tcol = tcol + 0.25 * (haze - tcol)
+        a = np.clip((V - tl[None, :]) * H + 0.5, 0.0, 1.0)[..., None]
+        img = img + a * (tcol - img)
+
+    above = img.copy()
+
+    # ---- ground ------------------------------------------------------------------------
+    hr = horizon * H  # horizon in pixel rows
+    below = max(1.0 - horizon, 1e-3)
+    t = np.clip((v - horizon) / below, 0.0, 1.0)  # 0 at horizon, 1 at bottom
+    z = 1.0 / (t + 0.06)  # perspective depth
+    gfar = _jitter(rng, terr["gfar"], 0.06) * light
+    gnear = _jitter(rng, terr["gnear"], 0.06) * light
+    tw = (t ** 0.7)[:, None, None]
+    gcol = gfar * (1 - tw) + gnear * tw  # (H, 1, 3)
+    patches = _fbm2(u * 5.0, z * 0.9, ns[16], octaves=4)
+    grain = _vnoise2(cols / 1.6, rows / 1.6, ns[17])
+    blades = _vnoise2(cols / 1.2, rows / 5.0, ns[18])
+    T = t[:, None]
+    tex = 0.75 + 0.55 * (patches - 0.5) * 1.6 + (grain - 0.5) * (0.08 + 0.25 * T) + (blades - 0.5) * 0.3 * T
+    ground = np.broadcast_to(gcol, (H, W, 3)) * tex[..., None]
+    ground = ground + (0.55 * (1 - T) ** 4)[..., None] * (haze - ground)
+
+    # ---- water with reflection --------------------------------------------------------
+    if rng.random() < 0.45:
+        shore_t = rng.uniform(0.4, 1.3)
+        shore = horizon + below * (shore_t + 0.25 * (_fbm1(u * 2.5, ns[19], octaves=4) - 0.5))
+        wmask = np.clip((shore[None, :] - V) * H + 0.5, 0.0, 1.0)
+        # reflected source row (pixel centres mirror around the horizon line)
+        src = 2.0 * hr - (rows + 0.5)
+        ripple = (_fbm2(u * 5.0, z * 3.0, ns[20], octaves=3) - 0.5) * (1.0 + 6.0 * T) * (H / 197.0) * 3.0
+        cidx = np.clip(np.rint(cols[None, :] + ripple).astype(np.int64), 0, W - 1)
+        ridx = np.clip(np.rint(src - 0.5).astype(np.int64), 0, max(int(np.ceil(hr)) - 1, 0))
+        refl = above[ridx[:, None], cidx]
+        rb = max(1, int(round(H / 90)))
+        refl = _box_blur(refl, rb, axis=0)
+        refl = _box_blur(refl, max(1, rb // 2), axis=1)
+        wcol = _jitter(rng, _c(0.10, 0.22, 0.32), 0.1) * light
+        fres = (0.15 + 0.45 * T)[..., None]
+        water = refl * 0.78 * (1 - fres) + wcol * fres
+        streak = _vnoise2(cols / 10.0, rows / 0.9, ns[21])
+        water = water + (np.clip(streak - 0.72, 0, None) * 0.9 * (1 - 0.5 * T))[..., None] * (hor * 0.9 - water) * 0.8
+        ground = ground + wmask[..., None] * (water - ground)
+
+    a = np.clip((V - horizon) * H + 0.5, 0.0, 1.0)[..., None]
+    img = img + a * (ground - img)
+
+    # film grain (position-hashed so wide renders stay consistent)
+    fg = _hash2(cols[None, :].astype(np.int64), rows[:, None].astype(np.int64), ns[22]) - 0.5
+    img = img + fg[..., None] * 0.025
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- dataset
+class ProceduralLandscapes(Dataset):
+    """Infinite-ish procedural dataset of full images.
+
+    ``ds[i]`` -> float32 tensor (3, size, size) in [-1, 1], a deterministic function of
+    ``(seed, i)``.  ``len(ds) == length``.
+    """
+
+    def __init__(self, size: int = 197, length: int = 100_000, seed: int = 0):
+        self.size = int(size)
+        self.length = int(length)
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def image_seed(self, index: int) -> int:
+        """The ``render_landscape`` seed of image ``index``."""
+        ss = np.random.SeedSequence([self.seed & ((1 << 63) - 1), int(index), 0x1F6A])
+        return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} images")
+        arr = render_landscape(self.image_seed(index), self.size, self.size)
+        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
+        return x.div_(127.5).sub_(1.0)
