@@ -59,7 +59,7 @@ DESCRIPTOR_DIM = 3 * PATCH_SIZE * PATCH_SIZE
 
 _BINOMIAL5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 _DEFAULT_BATCH = 64  # images per chunk when a whole set is given as one array
-_SORT_CHUNK_ELEMS = 1 << 23  # projections handled at once: (directions x descriptors) elements
+_SORT_CHUNK_ELEMS = 1 << 24  # projections handled at once: (directions x descriptors) elements
 _MASK64 = (1 << 64) - 1
 
 
@@ -159,42 +159,71 @@ def pyramid_sizes(height: int, width: int, min_res: int = 16) -> list[tuple[int,
         sizes.append((h, w))
 
 
-def _kernel1d(device: torch.device, gain: float = 1.0) -> torch.Tensor:
-    k = torch.tensor(_BINOMIAL5, dtype=torch.float32, device=device)
-    return k * (gain / k.sum())
+def _filter_axis(x: torch.Tensor, dim: int, taps: tuple[float, ...], step: int = 1) -> torch.Tensor:
+    """'Valid' 1-D correlation of ``x`` with ``taps`` along ``dim``, keeping every ``step``-th
+    output: ``y[i] = sum_k taps[k] * x[step * i + k]``.
+
+    Written as a weighted sum of strided slices: on the CPU this is several times faster than a
+    depthwise ``conv2d``, and computing only the kept outputs halves the decimation cost.
+    """
+    n_out = (x.shape[dim] - len(taps)) // step + 1
+    y = None
+    for k, c in enumerate(taps):
+        sl = x.narrow(dim, k, step * (n_out - 1) + 1)
+        if step > 1:
+            sl = sl[:, :, :: step] if dim == 2 else sl[:, :, :, :: step]
+        y = sl * c if y is None else y.add_(sl, alpha=c)
+    return y
 
 
-def _sep_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' convolution of (N, C, H, W) with the 1-D kernel ``k`` along H and W."""
-    c = x.shape[1]
-    n = k.numel()
-    x = F.conv2d(x, k.view(1, 1, n, 1).expand(c, 1, n, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, 1, n).expand(c, 1, 1, n), groups=c)
+_TAPS = tuple(v / sum(_BINOMIAL5) for v in _BINOMIAL5)  # [1, 4, 6, 4, 1] / 16
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
-    """5-tap binomial blur with reflect padding; (N, C, H, W) -> (N, C, H, W)."""
-    return _sep_conv(F.pad(x, (2, 2, 2, 2), mode="reflect"), _kernel1d(x.device))
+    """5-tap binomial blur ``[1, 4, 6, 4, 1] / 16`` (separable) with reflect padding.
+
+    (N, C, H, W) -> (N, C, H, W); needs H, W >= 3.
+    """
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    return _filter_axis(_filter_axis(x, 2, _TAPS), 3, _TAPS)
 
 
 def _downsample(x: torch.Tensor) -> torch.Tensor:
-    """Blur then keep every other pixel: (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2))."""
-    return _blur(x)[:, :, ::2, ::2]
+    """Blur then keep every other pixel (the even ones): (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2)).
+
+    Equal to ``_blur(x)[:, :, ::2, ::2]`` but only the kept outputs are computed.
+    """
+    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    return _filter_axis(_filter_axis(x, 2, _TAPS, step=2), 3, _TAPS, step=2)
+
+
+def _upsample_axis(xp: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """Zero insertion followed by the 2x-gain binomial filter along ``dim``, in polyphase form.
+
+    ``xp`` is the coarse signal ``s`` (length ``n``) already edge-padded by one sample on both
+    sides along ``dim`` (length ``n + 2``). Output ``2m`` is ``(s[m-1] + 6 s[m] + s[m+1]) / 8`` and
+    output ``2m+1`` is ``(s[m] + s[m+1]) / 2``; the result is cropped to ``size <= 2 n``.
+    """
+    n = xp.shape[dim] - 2
+    left, mid, right = xp.narrow(dim, 0, n), xp.narrow(dim, 1, n), xp.narrow(dim, 2, n)
+    even = (left + right).add_(mid, alpha=6.0).mul_(0.125)
+    odd = (mid + right).mul_(0.5)
+    y = torch.stack((even, odd), dim=dim + 1)  # the two phases interleaved
+    shape = list(xp.shape)
+    shape[dim] = 2 * n
+    return y.reshape(shape).narrow(dim, 0, size)
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`_downsample`'s decimation: zero insertion + 4x-gain blur.
+    """Inverse of :func:`_downsample`'s decimation: zero insertion + 4x-gain binomial blur.
 
     (N, C, h, w) -> (N, C, H, W) with ``size = (H, W)``, ``h = ceil(H/2)``, ``w = ceil(W/2)``.
-    The input is edge-padded by one pixel before zero insertion so that the border needs no
-    zero padding.
+    The coarse image is edge-replicated by one pixel first, so constants are reproduced exactly,
+    borders included.
     """
-    n, c, h, w = x.shape
     xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    up = x.new_zeros(n, c, 2 * (h + 2), 2 * (w + 2))
-    up[:, :, ::2, ::2] = xp  # array index j <-> output pixel j - 2
-    y = _sep_conv(up, _kernel1d(x.device, gain=2.0))  # output pixel p <- array indices p..p+4
-    return y[:, :, : size[0], : size[1]]
+    y = _upsample_axis(xp, 2, size[0])  # (N, C, H, w + 2)
+    return _upsample_axis(y, 3, size[1])
 
 
 def laplacian_pyramid(x: torch.Tensor, min_res: int = 16) -> list[torch.Tensor]:
@@ -283,28 +312,33 @@ def _normalise(desc: torch.Tensor) -> torch.Tensor:
 # Sliced Wasserstein distance
 # ----------------------------------------------------------------------------------------------
 
-def _sort_rows_(t: torch.Tensor, pool: ThreadPoolExecutor | None) -> torch.Tensor:
-    """Sort a 2-D tensor along its last axis (in place on the CPU)."""
+def _sort_rows_(t: torch.Tensor, pool: ThreadPoolExecutor | None, n_threads: int) -> torch.Tensor:
+    """Sort a contiguous 2-D tensor (R, N) along its last axis.
+
+    On the CPU the sort is done in place by NumPy (which releases the GIL), the rows being split
+    over ``n_threads`` threads of ``pool``; elsewhere ``torch.sort`` returns a new tensor.
+    """
     if t.device.type != "cpu":
         return torch.sort(t, dim=1).values
     a = t.numpy()
-    if pool is None or t.shape[0] < 2:
+    if pool is None or n_threads < 2 or t.shape[0] < 2:
         a.sort(axis=1)
     else:
-        n = pool._max_workers  # noqa: SLF001 - the pool is ours
-        bounds = np.linspace(0, a.shape[0], n + 1).astype(int)
+        bounds = np.linspace(0, a.shape[0], min(n_threads, a.shape[0]) + 1).astype(int)
         list(pool.map(lambda ij: a[ij[0]:ij[1]].sort(axis=1), zip(bounds[:-1], bounds[1:])))
     return t
 
 
 def _sliced_w1(a: torch.Tensor, b: torch.Tensor, n_projections: int, n_repeats: int,
-               gen: torch.Generator, pool: ThreadPoolExecutor | None) -> float:
+               gen: torch.Generator, pool: ThreadPoolExecutor | None = None,
+               n_threads: int = 1) -> float:
     """Mean over ``n_repeats`` x ``n_projections`` random unit directions of the 1-D W1 distance.
 
     Args:
         a: (Na, D) normalised descriptors.
         b: (Nb, D) normalised descriptors.
         gen: CPU generator for directions and subsampling.
+        pool, n_threads: optional thread pool for the CPU sorts.
 
     Returns:
         The SWD (not yet scaled by 1e3).
@@ -327,9 +361,9 @@ def _sliced_w1(a: torch.Tensor, b: torch.Tensor, n_projections: int, n_repeats: 
                 bb = bb.index_select(0, keep)
         for s in range(0, n_projections, chunk):
             dc = dirs[s:s + chunk]
-            pa = _sort_rows_(dc @ aa.T, pool)  # (chunk, N)
-            pb = _sort_rows_(dc @ bb.T, pool)
-            total += float(pa.sub_(pb).abs_().mean(dim=1, dtype=torch.float64).sum())
+            pa = _sort_rows_(dc @ aa.T, pool, n_threads)  # (chunk, N) projections, sorted
+            pb = _sort_rows_(dc @ bb.T, pool, n_threads)
+            total += float(F.l1_loss(pa, pb, reduction="sum")) / pa.shape[1]
     return total / (n_projections * n_repeats)
 
 
@@ -450,7 +484,8 @@ class SWDAccumulator:
             for k in range(len(sizes)):
                 a = _normalise(torch.cat(self._desc["real"][k]))
                 b = _normalise(torch.cat(self._desc["fake"][k]))
-                values.append(1e3 * _sliced_w1(a, b, self.n_projections, self.n_repeats, gen, pool))
+                values.append(1e3 * _sliced_w1(a, b, self.n_projections, self.n_repeats, gen,
+                                               pool, threads))
                 del a, b
         finally:
             if pool is not None:

@@ -257,7 +257,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
         base = _jitter(rng, base, 0.05) * light
         # rocky lighting from a 2-D height field
         hf = _fbm2(u * 9.0, v * 9.0, ns[8 + k], octaves=4)
-        slope = np.gradient(hf, axis=1) * H / 9.0
+        slope = np.gradient(hf, axis=1) * H / 9.0 if W > 1 else np.zeros_like(hf)
         side = 1.0 if sun_u < x0 + 0.5 else -1.0
         shade = np.clip(1.0 + side * slope * (1.2 + 1.5 * depth) + (hf - 0.5) * 0.5, 0.55, 1.45)
         col = base[None, None, :] * shade[..., None]

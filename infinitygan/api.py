@@ -1,0 +1,138 @@
+"""The Python API.
+
+    import infinitygan as ig
+    model = ig.init_model("tiny", seed=0)            # or ig.load_model("model.safetensors")
+    img = model.generate(seed=3, width=2048, height=256)   # float32 (H, W, 3), about [-1, 1]
+    ig.save_image("pano.png", img)
+    model.generate_to_file("huge.tif", seed=3, width=100_000, height=1024)   # streamed
+
+Regions are pixel rectangles of the infinite image of a seed: ``x``/``y`` may be any integers
+(default: centred horizontally on 0 and vertically on the horizon).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig, load_config
+from .errors import UserError
+from .generator import Generator
+from .io.checkpoint import load_model_file, save_model_file
+from .io.images import check_output_path, write_bands
+from .latents import Canvas
+from .synthesis import Region, Synthesizer, horizon_centered_y
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r} (cpu, cuda, cuda:N, mps, auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("CUDA was requested but is not available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("MPS was requested but is not available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r} (choose from: {', '.join(DTYPES)})")
+    return DTYPES[dtype]
+
+
+def build_generator(cfg: ModelConfig) -> torch.nn.Module:
+    """A freshly initialised generator for a config."""
+    return Generator(cfg.generator)
+
+
+@dataclass
+class Model:
+    """A generator with its config (what a model file holds)."""
+
+    generator: Generator
+    config: ModelConfig
+
+    def save(self, path: str | Path) -> Path:
+        return save_model_file(path, self.generator.state_dict(), self.config)
+
+    def synthesizer(self, device=None, dtype="float32") -> Synthesizer:
+        return Synthesizer(self.generator, resolve_device(device), resolve_dtype(dtype))
+
+    def canvas(self, seed: int) -> Canvas:
+        g = self.config.generator
+        return Canvas(int(seed), g.zg_dim, g.zl_dim)
+
+    def region(self, width: int, height: int, x: int | None = None, y: int | None = None) -> Region:
+        x = -(int(width) // 2) if x is None else int(x)
+        y = horizon_centered_y(int(height)) if y is None else int(y)
+        return Region(x, y, int(width), int(height))
+
+    def generate(self, seed: int, width: int, height: int, x: int | None = None, y: int | None = None,
+                 tile: int | None = None, batch: int | None = None, device=None, dtype="float32",
+                 progress: bool = False) -> np.ndarray:
+        """Region (x, y, width, height) of image ``seed`` as float32 (height, width, 3)."""
+        synth = self.synthesizer(device, dtype)
+        return synth.render(self.canvas(seed), self.region(width, height, x, y), tile, batch, progress)
+
+    def generate_to_file(self, path: str | Path, seed: int, width: int, height: int, x: int | None = None,
+                         y: int | None = None, tile: int | None = None, batch: int | None = None, device=None,
+                         dtype="float32", progress: bool = False) -> Path:
+        """Stream the region to an image file (.png, .jpg, .tif, .npy) in bounded memory."""
+        path = check_output_path(path)
+        region = self.region(width, height, x, y)
+        synth = self.synthesizer(device, dtype)
+        bands = synth.bands(self.canvas(seed), region, tile, batch, progress)
+        return write_bands(path, region.width, region.height, bands)
+
+
+def init_model(preset: str = "tiny", seed: int = 0) -> Model:
+    """A model of a preset (or YAML path) with random weights drawn from ``seed``."""
+    cfg = load_config(preset)
+    torch.manual_seed(int(seed))
+    return Model(build_generator(cfg).eval(), cfg)
+
+
+def load_model(path: str | Path | None = None) -> Model:
+    """Load a model file, a training run directory (newest G_ema), or the bundled model (None)."""
+    if path is None:
+        from .bundled import bundled_model_path
+
+        path = bundled_model_path()
+    path = Path(path)
+    if path.is_dir():
+        from .bundled import newest_model_in_run
+
+        path = newest_model_in_run(path)
+    state, cfg, _ = load_model_file(path)
+    gen = build_generator(cfg)
+    missing, unexpected = _load_state(gen, state)
+    if missing or unexpected:
+        raise UserError(f"{path}: model tensors do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return Model(gen.eval(), cfg)
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        return missing, unexpected
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            return [k], []
+    module.load_state_dict(state)
+    return [], []

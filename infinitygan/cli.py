@@ -1,0 +1,163 @@
+"""The ``infinitygan`` command line (also ``python -m infinitygan``).
+
+Bad input is reported as one line on stderr with exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """InfinityGAN: synthesize images of any size, train on your own photos."""
+
+
+@cli.command()
+@click.option("--preset", default="tiny", show_default=True, help="preset name (tiny, paper-101, paper-389) or YAML file")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the random weights")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model file to write (.safetensors)")
+def init(preset: str, seed: int, out: str):
+    """Write a model of a preset with randomly initialised weights."""
+    from .api import init_model
+
+    model = init_model(preset, seed)
+    path = model.save(out)
+    n = sum(p.numel() for p in model.generator.parameters())
+    click.echo(f"wrote {path} ({model.config.name}, {n:,} generator parameters)")
+
+
+@cli.command()
+@click.option("--model", "model_path", default=None, type=click.Path(),
+              help="model file or training run directory (default: the bundled model)")
+@click.option("--seed", default=0, show_default=True, type=int, help="image seed")
+@click.option("--width", default=2048, show_default=True, type=int)
+@click.option("--height", default=256, show_default=True, type=int)
+@click.option("--x", "x", default=None, type=int, help="left pixel (default: centred on 0)")
+@click.option("--y", "y", default=None, type=int, help="top pixel (default: centred on the horizon)")
+@click.option("--tile", default=None, type=int, help="tile size in pixels (rounded to the model's lattice)")
+@click.option("--batch", default=None, type=int, help="tiles per forward pass")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
+@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, out, quiet):
+    """Synthesize the region (x, y, width, height) of image SEED to a file."""
+    from .api import load_model, resolve_device, resolve_dtype
+    from .io.images import check_output_path
+
+    if width <= 0 or height <= 0:
+        raise UserError(f"--width and --height must be positive, got {width}x{height}")
+    if tile is not None and tile <= 0:
+        raise UserError(f"--tile must be positive, got {tile}")
+    if batch is not None and batch <= 0:
+        raise UserError(f"--batch must be positive, got {batch}")
+    check_output_path(out)
+    resolve_dtype(dtype)
+    resolve_device(device)
+    model = load_model(model_path)
+    path = model.generate_to_file(out, seed, width, height, x, y, tile, batch, device, dtype,
+                                  progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {path} ({width}x{height})", err=True)
+
+
+@cli.command()
+@click.option("--model", "model_path", default=None, type=click.Path(), help="model file (default: bundled)")
+@click.option("--width", default=2048, show_default=True, type=int)
+@click.option("--height", default=2048, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", default="float32", show_default=True)
+@click.option("--repeats", default=3, show_default=True, type=int, help="timed runs per scheme (median)")
+@click.option("--tile", default=None, type=int, help="tile of the default scheme")
+@click.option("--batch", default=None, type=int, help="batch of the default scheme")
+@click.option("--modes", default="default,paper_patches,one_shot", show_default=True)
+def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes):
+    """Print FLOPs/pixel, seconds and peak memory of the default tiling, the authors' 101-pixel
+    patches and one-shot synthesis, as one JSON object."""
+    from .api import load_model, resolve_device, resolve_dtype
+    from .bench import MODES, run_bench
+
+    if width <= 0 or height <= 0:
+        raise UserError(f"--width and --height must be positive, got {width}x{height}")
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in mode_list if m not in MODES]
+    if bad:
+        raise UserError(f"unknown bench mode(s) {', '.join(bad)} (choose from {', '.join(MODES)})")
+    resolve_dtype(dtype)
+    dev = resolve_device(device)
+    load_model(model_path)  # validate before spawning workers
+    res = run_bench(model_path, width, height, str(dev), dtype, repeats, mode_list, tile, batch,
+                    isolate=dev.type == "cpu")
+    click.echo(json.dumps(res))
+
+
+@cli.command("convert-official")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model file to write")
+def convert_official(checkpoint, out):
+    """Convert a checkpoint of the authors' code (its g_ema) into our model format."""
+    from .api import Model
+    from .official import load_official
+
+    gen, cfg = load_official(checkpoint)
+    path = Model(gen, cfg).save(out)
+    click.echo(f"wrote {path} (zg {cfg.generator.zg_dim}, zl {cfg.generator.zl_dim}, "
+               f"GT {cfg.generator.ts_channels[0]} ch, {cfg.generator.n_up} stages)")
+
+
+@cli.command()
+@click.argument("target", type=click.Path())
+def info(target):
+    """Print a JSON summary of a model file, training checkpoint or run directory."""
+    from .info import describe
+
+    click.echo(json.dumps(describe(Path(target))))
+
+
+def _register_optional():
+    """Subcommands that live in other modules (training, data, metrics)."""
+    try:
+        from .training.cli import register
+    except ImportError:
+        return
+    register(cli)
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="infinitygan", standalone_mode=False)
+    except UserError as e:
+        click.echo(f"infinitygan: error: {e}", err=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("infinitygan: aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        click.echo(f"infinitygan: error: {e.format_message()}", err=True)
+        return 2
+    except OSError as e:
+        click.echo(f"infinitygan: error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("infinitygan: interrupted", err=True)
+        return 130
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,111 @@
+"""Discriminator: StyleGAN2's residual discriminator plus a vertical-coordinate head (paper 3.5).
+
+Zero padding is kept here (padding-free matters only for the generator). Blur [1,3,3,1]
+before every stride-2 conv. Sizes for a 101 patch: FromRGB 1x1 -> 5 residual blocks
+101 -> 50 -> 25 -> 12 -> 6 -> 3 -> minibatch stddev -> 3x3 conv -> flatten -> two heads:
+real/fake logit (B,) and auxiliary coordinates (B, 3), of which output 0 (vertical position
+of the patch in [-1, 1]) is trained.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import DiscriminatorConfig
+from .nn import EqualConv2d, EqualLinear, FusedLeakyReLU
+
+
+class Blur(nn.Module):
+    """Depthwise [1,3,3,1] blur (normalised) with zero padding (pad0, pad1) on each axis."""
+
+    def __init__(self, pad: tuple[int, int]):
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        k = torch.outer(k, k)
+        self.register_buffer("kernel", k / k.sum(), persistent=False)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
+        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 4, 4), groups=c)
+
+
+class ConvLayer(nn.Sequential):
+    """(blur) + equalized conv (+ bias + leaky ReLU). 'same' padding unless downsampling."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, downsample: bool = False, activate: bool = True):
+        layers: list[nn.Module] = []
+        if downsample:
+            p = 2 + (kernel - 1)
+            layers.append(Blur(((p + 1) // 2, p // 2)))
+            layers.append(EqualConv2d(in_ch, out_ch, kernel, stride=2, padding=0, bias=False))
+        else:
+            layers.append(EqualConv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False))
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """(B, in, H, W) -> (B, out, floor(H / 2), floor(W / 2))."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True)
+        self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2.0)
+
+
+def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
+    """Append one channel: the std over groups of ``group`` samples, averaged (B, C + 1, H, W)."""
+    B, C, H, W = x.shape
+    g = min(group, B)
+    while B % g:
+        g -= 1
+    y = x.view(g, B // g, 1, C, H, W)
+    y = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8)
+    y = y.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)  # (B // g, 1, 1, 1)
+    y = y.repeat(g, 1, H, W)
+    return torch.cat([x, y], dim=1)
+
+
+class Discriminator(nn.Module):
+    """forward(img (B, 3, P, P)) -> (logit (B,), aux (B, aux_outputs))."""
+
+    def __init__(self, cfg: DiscriminatorConfig, patch_size: int):
+        super().__init__()
+        ch = cfg.channels
+        self.from_rgb = ConvLayer(3, ch[0], 1)
+        self.blocks = nn.Sequential(*[ResBlock(ch[i], ch[i + 1]) for i in range(len(ch) - 1)])
+        size = patch_size
+        for _ in range(len(ch) - 1):
+            size //= 2
+        if size < 1:
+            raise ValueError(f"patch {patch_size} is too small for {len(ch) - 1} downsampling blocks")
+        self.final_size = size
+        self.mbstd_group = cfg.mbstd_group
+        c = ch[-1]
+        self.final_conv = ConvLayer(c + 1, c, 3)
+        self.head = nn.Sequential(EqualLinear(c * size * size, c, activation=True), EqualLinear(c, 1))
+        self.aux_head = nn.Sequential(EqualLinear(c * size * size, c, activation=True),
+                                      EqualLinear(c, cfg.aux_outputs))
+
+    def features(self, img: torch.Tensor, trace: list | None = None) -> torch.Tensor:
+        x = self.from_rgb(img)
+        for block in self.blocks:
+            x = block(x)
+            if trace is not None:
+                trace.append(tuple(x.shape[-2:]))
+        x = minibatch_stddev(x, self.mbstd_group)
+        return self.final_conv(x).flatten(1)
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(img)
+        return self.head(f).squeeze(1), self.aux_head(f)

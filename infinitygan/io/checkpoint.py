@@ -1,0 +1,72 @@
+"""Our model file: one safetensors file (tensors only, no pickle) with the config as JSON metadata.
+
+metadata: {"format": "infinitygan-model", "version": "1", "config": <ModelConfig JSON>, ...}.
+Writes are atomic (temporary file + rename).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import UserError
+from .images import atomic_path
+
+FORMAT = "infinitygan-model"
+VERSION = "1"
+
+
+def save_model_file(path: str | Path, state: dict[str, torch.Tensor], config: ModelConfig,
+                    extra: dict[str, str] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"output folder does not exist: {folder}")
+    meta = {"format": FORMAT, "version": VERSION, "config": config.to_json()}
+    meta.update(extra or {})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except PermissionError:
+        raise UserError(f"output is not writable: {path}") from None
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an infinitygan safetensors file; UserError for anything else."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:
+        hint = ""
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            hint = " (a PyTorch pickle: convert the authors' checkpoints with `infinitygan convert-official`)"
+        raise UserError(f"{path} is not an infinitygan model file{hint}") from None
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is a safetensors file but not an infinitygan model (format={meta.get('format')!r})")
+    return meta
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
+    """(state dict, config, metadata) of a model file written by ``save_model_file``."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    try:
+        cfg = ModelConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: corrupt model config ({e})") from None
+    state = load_file(str(path), device=str(device))
+    return state, cfg, meta

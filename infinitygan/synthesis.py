@@ -1,0 +1,253 @@
+"""Synthesis engine: regions -> tiles -> batches -> pixels.
+
+A region is a rectangle (x, y, width, height) of the infinite pixel plane (any integers). It
+is cut into tiles on the generator's lattice (2^K pixels, 16 for paper-101); each tile is
+computed from its own zS window, whose margins come from ``Geometry`` (exact layer
+arithmetic), with every latent, coordinate and noise value taken from the ``Canvas`` at its
+global position. Tiles of equal size are stacked along the batch axis ("parallel batching").
+Because nothing is padded and every input is a function of position, the pixels do not
+depend on the tile size, the batch size or the region asked for.
+
+Rows of tiles are yielded as horizontal bands as soon as they are complete, so writers can
+stream images of any size in memory bounded by one row of tiles.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .coords import HORIZON_ROW, canvas_coords
+from .errors import UserError
+from .generator import Generator
+from .geometry import ceil_div
+from .latents import Canvas
+
+#: the authors' inference scheme: 101-pixel patches (11 zS cells) every 96 pixels, one per forward
+PAPER_PATCH_STEP = 96
+
+
+@dataclass(frozen=True)
+class Region:
+    """Pixels [x, x + width) x [y, y + height) of the infinite image."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def __post_init__(self):
+        if self.width <= 0 or self.height <= 0:
+            raise UserError(f"region size must be positive, got {self.width}x{self.height}")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One forward pass worth of pixels.
+
+    (row_cell, col_cell): first zS cell of the window; (rows, cols): zS window size.
+    (y0, y1, x0, x1): the region pixels it delivers; (oy, ox): their offset in the tile output.
+    band: index of the row of tiles.
+    """
+
+    band: int
+    row_cell: int
+    col_cell: int
+    rows: int
+    cols: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    oy: int
+    ox: int
+
+
+def default_tile_batch(device: torch.device) -> tuple[int, int]:
+    """Tile size (pixels) and batch size that work well on the device kind."""
+    if device.type == "cuda":
+        return 1024, 2
+    if device.type == "mps":
+        return 512, 1
+    return 512, 1
+
+
+def horizon_centered_y(height: int) -> int:
+    """y of a region of this height centred on the horizon (pixel row 2, see coords.HORIZON_ROW)."""
+    return 2 - height // 2
+
+
+class Synthesizer:
+    """Renders regions of canvases with a generator.
+
+    generator: a ``Generator`` (moved to ``device`` and cast to ``dtype`` here, eval mode).
+    """
+
+    def __init__(self, generator: Generator, device: str | torch.device | None = None,
+                 dtype: torch.dtype = torch.float32):
+        self.device = torch.device(device) if device is not None else next(generator.parameters()).device
+        self.dtype = dtype
+        self.generator = generator.to(device=self.device, dtype=dtype).eval()
+        self.geometry = generator.geometry
+        self.cfg = generator.cfg
+
+    # ---- planning --------------------------------------------------------------------------
+    def tile_size(self, tile: int | None) -> int:
+        L = self.geometry.lattice
+        tile = default_tile_batch(self.device)[0] if tile is None else int(tile)
+        if tile <= 0:
+            raise UserError(f"tile size must be positive, got {tile}")
+        return max(L, int(round(tile / L)) * L)
+
+    def _axis(self, start: int, length: int, tile: int) -> tuple[list[tuple[int, int, int]], int]:
+        """Cut [start, start + length) into lattice-aligned tiles [(first cell, p0, p1)] of size t."""
+        L = self.geometry.lattice
+        a0 = (start // L) * L
+        span = ceil_div(start + length, L) * L - a0
+        t = min(tile, span)
+        out = []
+        a = a0
+        while a < start + length:
+            out.append((a // L, max(a, start), min(a + t, start + length)))
+            a += t
+        return out, t
+
+    def plan(self, region: Region, tile: int | None = None) -> list[Tile]:
+        """Tiles covering the region, in row-major order; all share one window size."""
+        T = self.tile_size(tile)
+        rows, th = self._axis(region.y, region.height, T)
+        cols, tw = self._axis(region.x, region.width, T)
+        L, extra = self.geometry.lattice, ceil_div(self.geometry.shrink, self.geometry.lattice)
+        n_r, n_c = th // L + extra, tw // L + extra
+        tiles = []
+        for bi, (rc, y0, y1) in enumerate(rows):
+            for cc, x0, x1 in cols:
+                tiles.append(Tile(bi, rc, cc, n_r, n_c, y0, y1, x0, x1, y0 - rc * L, x0 - cc * L))
+        return tiles
+
+    def paper_plan(self, region: Region) -> list[Tile]:
+        """The authors' scheme: 101-pixel patches (for paper-101) every 96 pixels."""
+        step = PAPER_PATCH_STEP if self.geometry.lattice == 16 else self.geometry.lattice * 6
+        return self.plan(region, step)
+
+    # ---- inputs ----------------------------------------------------------------------------
+    def _inputs(self, canvas: Canvas, tiles: list[Tile]):
+        g, dev, dt = self.geometry, self.device, self.dtype
+        m = g.gs_margin
+        zl, coords = [], []
+        noises: list[list[torch.Tensor]] = [[] for _ in range(2 * g.n_up)]
+        for t in tiles:
+            r0, c0 = t.row_cell - m, t.col_cell - m
+            H, W = t.rows + 2 * m, t.cols + 2 * m
+            zl.append(canvas.zl(r0, H, c0, W, device=dev, dtype=dt))
+            coords.append(canvas_coords(self.cfg.coords, r0, H, c0, W, dtype=dt, device=dev))
+            for j, ((ya, yb), (xa, xb)) in enumerate(zip(g.ts_ranges(t.row_cell, t.rows),
+                                                          g.ts_ranges(t.col_cell, t.cols))):
+                noises[j].append(canvas.noise(j, ya, yb - ya, xa, xb - xa, device=dev, dtype=dt))
+        return torch.stack(zl), torch.stack(coords), [torch.stack(n) for n in noises]
+
+    def styles(self, canvas: Canvas) -> tuple[torch.Tensor, torch.Tensor]:
+        """(zg (1, zg_dim), W+ (1, n_styles, style_dim)) of a canvas."""
+        zg = canvas.zg(device=self.device, dtype=self.dtype)
+        return zg, self.generator.styles(zg)
+
+    def forward_tiles(self, canvas: Canvas, tiles: list[Tile], zg=None, styles=None) -> torch.Tensor:
+        """Full tile outputs (B, 3, P_rows, P_cols) for tiles sharing one window size."""
+        if zg is None or styles is None:
+            zg, styles = self.styles(canvas)
+        zl, coords, noises = self._inputs(canvas, tiles)
+        zs = self.generator.structure(zg, zl, coords)
+        return self.generator.texture(zs, styles, noises)
+
+    # ---- rendering -------------------------------------------------------------------------
+    def bands(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
+              progress: bool = False, tiles: list[Tile] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (row offset in the region, float32 band (h, width, 3)) top to bottom.
+
+        Values are the raw generator output (about [-1, 1] for a trained model, unclamped).
+        """
+        batch = default_tile_batch(self.device)[1] if batch is None else int(batch)
+        if batch <= 0:
+            raise UserError(f"batch size must be positive, got {batch}")
+        tiles = self.plan(region, tile) if tiles is None else tiles
+        n_bands = tiles[-1].band + 1
+        pending: dict[int, tuple[np.ndarray, int]] = {}
+        band_y = {}
+        for t in tiles:
+            band_y.setdefault(t.band, (t.y0, t.y1))
+        per_band = {}
+        for t in tiles:
+            per_band[t.band] = per_band.get(t.band, 0) + 1
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(tiles), unit="tile", desc="synthesis", leave=False)
+        next_band = 0
+        with torch.inference_mode():
+            zg, styles = self.styles(canvas)
+            for i in range(0, len(tiles), batch):
+                chunk = tiles[i:i + batch]
+                out = self.forward_tiles(canvas, chunk, zg, styles).float().cpu().numpy()
+                for t, img in zip(chunk, out):
+                    if t.band not in pending:
+                        y0, y1 = band_y[t.band]
+                        pending[t.band] = (np.empty((y1 - y0, region.width, 3), np.float32), 0)
+                    buf, done = pending[t.band]
+                    piece = img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0]
+                    buf[:, t.x0 - region.x: t.x1 - region.x] = piece.transpose(1, 2, 0)
+                    pending[t.band] = (buf, done + 1)
+                if bar is not None:
+                    bar.update(len(chunk))
+                while next_band in pending and pending[next_band][1] == per_band[next_band]:
+                    buf, _ = pending.pop(next_band)
+                    yield band_y[next_band][0] - region.y, buf
+                    next_band += 1
+        if bar is not None:
+            bar.close()
+        assert next_band == n_bands
+
+    def render(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
+               progress: bool = False) -> np.ndarray:
+        """The whole region as a float32 array (height, width, 3)."""
+        out = np.empty((region.height, region.width, 3), np.float32)
+        for y, band in self.bands(canvas, region, tile, batch, progress):
+            out[y: y + band.shape[0]] = band
+        return out
+
+    def render_one_shot(self, canvas: Canvas, region: Region) -> np.ndarray:
+        """One forward pass for the whole region (the tile = region special case)."""
+        L = self.geometry.lattice
+        span = max(ceil_div(region.x + region.width, L) * L - (region.x // L) * L,
+                   ceil_div(region.y + region.height, L) * L - (region.y // L) * L)
+        return self.render(canvas, region, tile=span, batch=1)
+
+    def render_tensor(self, canvas: Canvas, region: Region, tile: int | None = None) -> torch.Tensor:
+        """Differentiable rendering (B=1 tiles, autograd enabled): (3, height, width) on device.
+
+        Gradients flow into every override tensor of the canvas (zg, zl, noises), for inversion.
+        """
+        tiles = self.plan(region, tile)
+        zg, styles = self.styles(canvas)
+        rows = []
+        for band in range(tiles[-1].band + 1):
+            pieces = []
+            for t in (t for t in tiles if t.band == band):
+                img = self.forward_tiles(canvas, [t], zg, styles)[0]
+                pieces.append(img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0])
+            rows.append(torch.cat(pieces, dim=2))
+        return torch.cat(rows, dim=1)
+
+
+def tile_count(synth: Synthesizer, region: Region, tile: int | None) -> int:
+    return len(synth.plan(region, tile))
+
+
+def redundancy(synth: Synthesizer, region: Region, tile: int | None) -> float:
+    """Output pixels computed per region pixel at the last layer (1.0 = no margin work)."""
+    tiles = synth.plan(region, tile)
+    t = tiles[0]
+    P = synth.geometry.ts_output_size
+    return len(tiles) * P(t.rows) * P(t.cols) / (region.width * region.height)
+

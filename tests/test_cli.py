@@ -1,0 +1,145 @@
+"""The CLI contract: init, generate, bench, convert-official, info; bad input -> one line, exit 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from infinitygan.cli import main
+
+from conftest import official_fixture_dir
+
+
+def run(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_init_and_generate_formats(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert run(capsys, "init", "--preset", "tiny", "--seed", 4, "--out", model)[0] == 0
+    for ext in ("png", "jpg", "tif", "npy"):
+        out = tmp_path / f"img.{ext}"
+        rc, _, err = run(capsys, "generate", "--model", model, "--seed", 3, "--width", 120, "--height", 70,
+                         "--tile", 48, "--out", out, "--quiet")
+        assert rc == 0, err
+        if ext == "npy":
+            a = np.load(out)
+            assert a.shape == (70, 120, 3) and a.dtype == np.float32
+        elif ext == "tif":
+            import tifffile
+
+            assert tifffile.imread(out).shape == (70, 120, 3)
+        else:
+            assert Image.open(out).size == (120, 70)
+    assert not list(tmp_path.glob(".*part"))  # no temporary files left behind
+
+
+def test_generate_regions_agree_through_files(tmp_path, capsys, tiny_model_file):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    run(capsys, "generate", "--model", tiny_model_file, "--seed", 8, "--x", -50, "--y", -40, "--width", 150,
+        "--height", 90, "--tile", 64, "--batch", 3, "--out", a, "--quiet")
+    run(capsys, "generate", "--model", tiny_model_file, "--seed", 8, "--x", 0, "--y", -20, "--width", 100,
+        "--height", 70, "--tile", 512, "--out", b, "--quiet")
+    A, B = np.load(a), np.load(b)
+    assert np.abs(A[20:90, 50:150] - B).max() <= 1e-4
+    pa, pb = tmp_path / "a.png", tmp_path / "b.png"
+    run(capsys, "generate", "--model", tiny_model_file, "--seed", 8, "--x", -50, "--y", -40, "--width", 150,
+        "--height", 90, "--tile", 32, "--out", pa, "--quiet")
+    run(capsys, "generate", "--model", tiny_model_file, "--seed", 8, "--x", 0, "--y", -20, "--width", 100,
+        "--height", 70, "--out", pb, "--quiet")
+    A8 = np.asarray(Image.open(pa)).astype(int)
+    B8 = np.asarray(Image.open(pb)).astype(int)
+    assert np.abs(A8[20:90, 50:150] - B8).max() <= 1
+
+
+def _one_line_error(rc, err, needle):
+    assert rc == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["init", "--preset", "nope", "--out", "{tmp}/x.safetensors"], "unknown preset"),
+    (["generate", "--model", "{model}", "--width", "0", "--height", "5", "--out", "{tmp}/x.png"], "positive"),
+    (["generate", "--model", "{model}", "--width", "5", "--height", "-3", "--out", "{tmp}/x.png"], "positive"),
+    (["generate", "--model", "{tmp}/missing.safetensors", "--out", "{tmp}/x.png"], "not found"),
+    (["generate", "--model", "{garbage}", "--out", "{tmp}/x.png"], "not an infinitygan model"),
+    (["generate", "--model", "{model}", "--out", "{tmp}/x.bmp"], "extension"),
+    (["generate", "--model", "{model}", "--out", "/nonexistent-dir/x.png"], "does not exist"),
+    (["generate", "--model", "{model}", "--dtype", "float8", "--out", "{tmp}/x.png"], "dtype"),
+    (["generate", "--model", "{model}", "--device", "cuda:0", "--out", "{tmp}/x.png"], "CUDA"),
+    (["generate", "--model", "{model}", "--widht", "3", "--out", "{tmp}/x.png"], "No such option"),
+    (["convert-official", "{garbage}", "--out", "{tmp}/y.safetensors"], "plain-tensor"),
+    (["bench", "--model", "{model}", "--modes", "fast"], "unknown bench mode"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, capsys, tiny_model_file, args, needle):
+    import torch
+
+    if "CUDA" == needle and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00not a checkpoint" * 10)
+    args = [a.format(tmp=tmp_path, model=tiny_model_file, garbage=garbage) for a in args]
+    rc, _, err = run(capsys, *args)
+    _one_line_error(rc, err, needle)
+
+
+def test_unwritable_output(tmp_path, capsys, tiny_model_file):
+    import os
+
+    if os.geteuid() == 0:
+        target = tmp_path / "dir.png"
+        target.mkdir()  # a directory in the way: not writable as a file even for root
+        rc, _, err = run(capsys, "generate", "--model", tiny_model_file, "--width", 8, "--height", 8,
+                         "--out", target, "--quiet")
+        assert rc == 2 and len(err.strip().splitlines()) == 1
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        rc, _, err = run(capsys, "generate", "--model", tiny_model_file, "--out", ro / "x.png")
+        _one_line_error(rc, err, "not writable")
+
+
+def test_convert_official_and_info(tmp_path, capsys):
+    ckpt = official_fixture_dir() / "official_tiny_g_ema.pth.tar"
+    if not ckpt.is_file():
+        pytest.skip("no official fixture")
+    out = tmp_path / "off.safetensors"
+    rc, _, err = run(capsys, "convert-official", ckpt, "--out", out)
+    assert rc == 0, err
+    rc, text, _ = run(capsys, "info", out)
+    info = json.loads(text)
+    assert info["config"]["generator"]["zg_dim"] == 32
+    # the authors' 152,784 parameters include their unused constant input (1, zl_dim, 4, 4)
+    assert info["parameters"]["generator"] == 152_784 - 16 * 4 * 4
+    rc, _, err = run(capsys, "generate", "--model", out, "--width", 64, "--height", 32, "--out",
+                     tmp_path / "o.png", "--quiet")
+    assert rc == 0, err
+
+
+def test_bench_prints_three_schemes(tmp_path, capsys, tiny_model_file):
+    rc, text, err = run(capsys, "bench", "--model", tiny_model_file, "--width", 192, "--height", 192,
+                        "--repeats", 1, "--device", "cpu")
+    assert rc == 0, err
+    res = json.loads(text)
+    assert set(res) == {"default", "paper_patches", "one_shot"}
+    for v in res.values():
+        assert v["flops_per_pixel"] > 0 and v["seconds"] > 0 and "peak_memory_mb" in v
+    assert res["paper_patches"]["flops_per_pixel"] > 1.5 * res["one_shot"]["flops_per_pixel"]
+    assert res["default"]["flops_per_pixel"] <= res["paper_patches"]["flops_per_pixel"]
+
+
+def test_python_m_entry_point(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "infinitygan", "init", "--preset", "nope", "--out",
+                        str(tmp_path / "x")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown preset" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "infinitygan", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "generate" in r.stdout

@@ -1,0 +1,251 @@
+"""Tests for training data: folders, LMDB packing, preprocessing, patches, loaders."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from infinitygan.errors import UserError
+from infinitygan.training.data import (
+    ImageFolderDataset,
+    LMDBDataset,
+    PatchDataset,
+    infinite_batches,
+    list_images,
+    make_loader,
+    open_dataset,
+    prepare_lmdb,
+    preprocess,
+    random_patch,
+)
+from infinitygan.training.procedural import ProceduralLandscapes
+
+F = 37  # small "full size" keeps the tests fast
+
+
+def _rand_img(seed, size, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(arr).convert(mode)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    _rand_img(0, (60, 40)).save(root / "a.png")
+    _rand_img(1, (50, 50)).save(root / "sub" / "b.JPG", quality=95)
+    _rand_img(2, (30, 45), "L").save(root / "c_gray.png")
+    _rand_img(3, (64, 64), "RGBA").save(root / "d.webp")
+    (root / "e_corrupt.jpg").write_bytes(b"this is not an image at all")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+def test_list_images(folder):
+    names = [p.name for p in list_images(folder)]
+    assert names == ["a.png", "c_gray.png", "d.webp", "e_corrupt.jpg", "b.JPG"]
+
+
+def test_missing_and_empty_folder(tmp_path):
+    with pytest.raises(UserError, match="data folder not found"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "x.txt").write_text("x")
+    with pytest.raises(UserError, match="no images"):
+        list_images(tmp_path / "empty")
+    with pytest.raises(UserError):
+        open_dataset(str(tmp_path / "nope"))
+
+
+def test_all_corrupt_is_user_error(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="no readable images"):
+        ImageFolderDataset(tmp_path, full_size=F)
+
+
+def test_preprocess_modes_and_crop():
+    for mode in ["RGB", "L", "RGBA", "P", "LA", "CMYK"]:
+        x = preprocess(_rand_img(5, (80, 50), mode), F, None)
+        assert x.shape == (3, F, F) and x.dtype == torch.float32
+        assert x.min() >= -1 and x.max() <= 1
+    # center crop: a wide image with a bright central square
+    arr = np.zeros((40, 120, 3), np.uint8)
+    arr[:, 40:80] = 255
+    x = preprocess(Image.fromarray(arr), 20, None)
+    assert x.min() > 0.9
+    # pre-resize path and upsampling of small images
+    assert preprocess(_rand_img(6, (300, 200)), F, 16).shape == (3, F, F)
+    assert preprocess(_rand_img(7, (10, 10)), F, None).shape == (3, F, F)
+    # grayscale stays gray in all channels
+    g = preprocess(_rand_img(8, (20, 20), "L"), 20, None)
+    assert torch.equal(g[0], g[1]) and torch.equal(g[1], g[2])
+
+
+def test_folder_dataset(folder):
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        ds = ImageFolderDataset(folder, full_size=F)
+    assert ds.skipped == 1 and len(ds) == 4
+    for i in range(len(ds)):
+        x = ds[i]
+        assert x.shape == (3, F, F) and x.dtype == torch.float32
+        assert -1 <= x.min() and x.max() <= 1
+    gray_idx = [p.name for p in ds.files].index("c_gray.png")
+    g = ds[gray_idx]
+    assert torch.equal(g[0], g[1]) and torch.equal(g[0], g[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert isinstance(open_dataset(str(folder), full_size=F), ImageFolderDataset)
+
+
+def test_open_dataset_procedural_and_errors(tmp_path):
+    ds = open_dataset("procedural", full_size=F, seed=2)
+    assert isinstance(ds, ProceduralLandscapes) and ds[0].shape == (3, F, F)
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(UserError):
+        open_dataset(str(f))
+
+
+def test_lmdb_round_trip(folder, tmp_path):
+    pytest.importorskip("lmdb")
+    out = tmp_path / "pack.lmdb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = prepare_lmdb(folder, out, full_size=F, pre_resize=24, progress=False)
+        ref = ImageFolderDataset(folder, full_size=F, pre_resize=24)
+    assert n == 4 and (out / "data.mdb").is_file()
+    assert not any(p.name.startswith(".pack.lmdb.tmp") for p in tmp_path.iterdir())
+    ds = open_dataset(str(out), full_size=F, pre_resize=24)
+    assert isinstance(ds, LMDBDataset) and len(ds) == 4
+    assert ds.meta["full_size"] == F and ds.meta["pre_resize"] == 24 and ds.meta["count"] == 4
+    for i in range(4):
+        assert torch.equal(ds[i], ref[i])
+    # pickles without an open environment (DataLoader workers) and still reads
+    import pickle
+
+    ds2 = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(ds2[1], ref[1])
+    with pytest.raises(UserError, match="already exists"):
+        prepare_lmdb(folder, out, full_size=F, progress=False)
+    with pytest.raises(UserError):
+        LMDBDataset(out, full_size=F + 1)
+
+
+def test_lmdb_bad_paths(tmp_path):
+    pytest.importorskip("lmdb")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserError):
+        LMDBDataset(tmp_path / "d")
+    f = tmp_path / "junk.bin"
+    f.write_bytes(b"\0" * 100)
+    with pytest.raises(UserError):
+        LMDBDataset(f)
+    with pytest.raises(UserError):
+        open_dataset(str(tmp_path / "missing.lmdb"))
+
+
+def test_random_patch_label_matches_offset():
+    full, p = 197, 101
+    img = torch.arange(full * full, dtype=torch.float32).reshape(1, full, full).repeat(3, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    flips = 0
+    for _ in range(40):
+        patch, label = random_patch(img, p, g)
+        assert patch.shape == (3, p, p)
+        assert -1.0 <= label <= 1.0
+        top_left = patch[0, 0].min().item()  # flip keeps rows; min of row 0 is its left pixel
+        row = int(top_left) // full
+        assert label == pytest.approx(row / (full - p) * 2 - 1)  # = row / 96 * 2 - 1
+        flips += bool(patch[0, 0, 0] > patch[0, 0, -1])
+    assert 5 < flips < 35
+    # no flip requested -> never flipped; extremes give labels -1 and 1 exactly
+    patch, label = random_patch(img, full, g, flip=False)
+    assert label == 0.0 and torch.equal(patch, img)
+    g = torch.Generator().manual_seed(1)
+    labels = [random_patch(img[:, :, :p], p, g, flip=False)[1] for _ in range(400)]
+    assert min(labels) == -1.0 and max(labels) == 1.0
+
+
+def test_patch_dataset_reproducible():
+    base = ProceduralLandscapes(size=F, length=8, seed=1)
+    a = PatchDataset(base, patch=21, seed=5)
+    b = PatchDataset(base, patch=21, seed=5)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    pa, la = a[2]
+    pb, lb = b[2]
+    assert torch.equal(pa, pb) and torch.equal(la, lb)
+    assert pa.shape == (3, 21, 21) and la.dtype == torch.float32 and la.shape == ()
+    # same via explicit (epoch, index) key, regardless of the stored epoch
+    b.set_epoch(0)
+    pc, lc = b[(3, 2)]
+    assert torch.equal(pa, pc) and torch.equal(la, lc)
+    # different epochs draw different crops (almost surely for some index)
+    assert any(not torch.equal(a[(0, i)][0], a[(1, i)][0]) for i in range(8))
+
+
+def test_loader_worker_independent_and_infinite():
+    base = ProceduralLandscapes(size=F, length=6, seed=0)
+    ds = PatchDataset(base, patch=21, seed=9)
+
+    def first_two_epochs(num_workers):
+        loader = make_loader(ds, batch_size=3, num_workers=num_workers, seed=4)
+        it = infinite_batches(loader)
+        return [next(it) for _ in range(4)]  # 2 batches per epoch -> epochs 0 and 1
+
+    b0 = first_two_epochs(0)
+    b1 = first_two_epochs(1)
+    for (x0, y0), (x1, y1) in zip(b0, b1):
+        assert x0.shape == (3, 3, 21, 21) and y0.shape == (3,) and y0.dtype == torch.float32
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    # epoch 1 is a different pass than epoch 0
+    assert not all(torch.equal(b0[k][0], b0[k + 2][0]) for k in range(2))
+
+
+def test_loader_distributed_split_and_empty():
+    base = ProceduralLandscapes(size=F, length=8, seed=0)
+    seen = []
+    for rank in range(2):
+        loader = make_loader(base, batch_size=2, num_workers=0, rank=rank, world_size=2, seed=1)
+        loader.sampler.set_epoch(0)
+        seen.append(list(loader.sampler))
+    assert sorted(seen[0] + seen[1]) == list(range(8))
+    tiny = ProceduralLandscapes(size=F, length=2, seed=0)
+    with pytest.raises(UserError, match="too small"):
+        next(infinite_batches(make_loader(tiny, batch_size=4, num_workers=0)))
+
+
+def test_lmdb_with_loader_workers(folder, tmp_path):
+    pytest.importorskip("lmdb")
+    out = tmp_path / "pack.lmdb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare_lmdb(folder, out, full_size=F, progress=False)
+    ds = LMDBDataset(out)
+    also = LMDBDataset(out)  # a second dataset on the same pack in the same process
+    assert torch.equal(ds[0], also[0])  # env open in the parent before workers fork
+    patches = PatchDataset(ds, patch=21, seed=0)
+    runs = []
+    for workers in (0, 2):
+        loader = make_loader(patches, batch_size=2, num_workers=workers, seed=0)
+        it = infinite_batches(loader)
+        runs.append([next(it) for _ in range(3)])
+    for (x0, y0), (x1, y1) in zip(*runs):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    assert torch.equal(ds[3], also[3])  # parent reopens after the fork
+
+
+def test_truncated_file_falls_back_to_next(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    _rand_img(0, (64, 64)).save(buf, format="JPEG", quality=95)
+    (tmp_path / "a_trunc.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    _rand_img(1, (40, 40)).save(tmp_path / "b.png")
+    ds = ImageFolderDataset(tmp_path, full_size=F)
+    with pytest.warns(UserWarning, match="could not decode"):
+        x = ds[0]
+    assert torch.equal(x, ds[1])

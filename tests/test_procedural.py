@@ -1,0 +1,87 @@
+"""Tests for the built-in procedural landscape source."""
+
+import time
+
+import numpy as np
+import torch
+
+from infinitygan.training.procedural import ProceduralLandscapes, render_landscape
+
+
+def test_shape_dtype_and_determinism():
+    a = render_landscape(7, 197, 197)
+    b = render_landscape(7, 197, 197)
+    assert a.shape == (197, 197, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+
+
+def test_different_seeds_differ():
+    imgs = [render_landscape(s, 64, 64).astype(np.float32) for s in range(6)]
+    for i in range(len(imgs)):
+        for j in range(i + 1, len(imgs)):
+            assert np.abs(imgs[i] - imgs[j]).mean() > 3.0
+
+
+def test_not_flat_and_uses_range():
+    img = render_landscape(3, 197, 197)
+    assert img.std() > 10
+    assert img.max() > img.min() + 60
+
+
+def test_sky_on_top_in_most_seeds():
+    hits = 0
+    n = 16
+    for s in range(n):
+        img = render_landscape(s, 96, 96).astype(np.float32)
+        top, bottom = img[:15], img[-15:]
+        blue_top = (top[..., 2] - top[..., 0]).mean()
+        blue_bottom = (bottom[..., 2] - bottom[..., 0]).mean()
+        if blue_top > blue_bottom + 5 or abs(top.mean() - bottom.mean()) > 15:
+            hits += 1
+    assert hits >= 0.8 * n
+
+
+def test_wide_render_continues_scene():
+    wide = render_landscape(11, 197, 2048)
+    assert wide.shape == (197, 2048, 3)
+    square = render_landscape(11, 197, 197)
+    # Same world coordinates: the left part of the panorama is the square image
+    # (only the reflection blur near the right border may differ).
+    diff = np.abs(wide[:, :180].astype(np.int16) - square[:, :180].astype(np.int16))
+    assert diff.mean() < 1.0
+    # the panorama keeps changing horizontally (not a stretched / repeated tile)
+    quarters = [wide[:, k * 512:(k + 1) * 512].astype(np.float32) for k in range(4)]
+    assert np.abs(quarters[0] - quarters[2]).mean() > 3.0
+    col_means = wide.astype(np.float32).mean(axis=(0, 2))
+    assert col_means[:1024].std() > 0.5 and col_means[1024:].std() > 0.5
+
+
+def test_odd_and_tiny_sizes():
+    for h, w in [(1, 1), (5, 9), (33, 17)]:
+        assert render_landscape(1, h, w).shape == (h, w, 3)
+
+
+def test_render_speed():
+    render_landscape(0, 197, 197)  # warm-up
+    t = time.perf_counter()
+    for s in range(5):
+        render_landscape(s, 197, 197)
+    assert (time.perf_counter() - t) / 5 < 0.08  # target well under 50 ms; slack for loaded CI
+
+
+def test_dataset():
+    ds = ProceduralLandscapes(size=64, length=10, seed=3)
+    assert len(ds) == 10
+    x = ds[4]
+    assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert torch.equal(x, ProceduralLandscapes(size=64, length=10, seed=3)[4])
+    assert not torch.equal(x, ds[5])
+    assert not torch.equal(x, ProceduralLandscapes(size=64, length=10, seed=4)[4])
+    assert torch.equal(ds[-1], ds[9])
+    try:
+        ds[10]
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("expected IndexError")
