@@ -117,7 +117,9 @@ def load_model(path: str | Path | None = None) -> Model:
         from .bundled import newest_model_in_run
 
         path = newest_model_in_run(path)
-    state, cfg, _ = load_model_file(path)
+    state, cfg, meta = load_model_file(path)
+    if meta.get("kind") == "training-checkpoint":
+        state = {k[len("g_ema."):]: v for k, v in state.items() if k.startswith("g_ema.")}
     gen = build_generator(cfg)
     missing, unexpected = _load_state(gen, state)
     if missing or unexpected:

@@ -1,7 +1,8 @@
 """Synthesis benchmark: FLOPs per pixel, seconds and peak memory of three tiling schemes.
 
 * ``default``: the engine's default tile and batch for the device;
-* ``paper_patches``: the authors' scheme, 101-pixel patches every 96 pixels, one per forward;
+* ``paper_patches``: the authors' scheme, 101-pixel patches every 96 pixels, one per forward,
+  each patch running GS on its own 35x35 zl window;
 * ``one_shot``: one forward pass for the whole region (the lower bound on FLOPs).
 
 On CPU each scheme runs in a fresh process so that its peak memory is its own:
@@ -60,7 +61,7 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
     cuda = synth.device.type == "cuda"
 
     def run():
-        for _ in synth.bands(canvas, region, batch=batch, tiles=tiles):
+        for _ in synth.bands(canvas, region, batch=batch, tiles=tiles, shared_structure=mode != "paper_patches"):
             pass
         if cuda:
             torch.cuda.synchronize()

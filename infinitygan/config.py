@@ -107,7 +107,7 @@ class TrainingConfig:
     pl_decay: float = 0.01
     pl_batch_shrink: int = 2
     style_mixing: float = 0.9
-    ema_half_life_kimg: float = 10.0  # 0.5 ** (batch / (half_life * 1000)) per iteration
+    ema_decay: float = 0.5 ** (32 / 10000)  # G EMA per iteration (~0.99778, the authors' value)
     aux_weight: float = 1.0
     diversity_weight: float = 1.0
     iterations: int = 800_000

@@ -102,11 +102,16 @@ class Synthesizer:
         return max(L, int(round(tile / L)) * L)
 
     def _axis(self, start: int, length: int, tile: int) -> tuple[list[tuple[int, int, int]], int]:
-        """Cut [start, start + length) into lattice-aligned tiles [(first cell, p0, p1)] of size t."""
+        """Cut [start, start + length) into equal lattice-aligned tiles [(first cell, p0, p1)] of size t.
+
+        The aligned span is split into k = ceil(span / tile) tiles of equal size (so that every
+        tile can share one batch) with as little overhang as the lattice allows.
+        """
         L = self.geometry.lattice
         a0 = (start // L) * L
         span = ceil_div(start + length, L) * L - a0
-        t = min(tile, span)
+        k = ceil_div(span, tile)
+        t = ceil_div(ceil_div(span, k), L) * L
         out = []
         a = a0
         while a < start + length:
@@ -134,19 +139,41 @@ class Synthesizer:
 
     # ---- inputs ----------------------------------------------------------------------------
     def _inputs(self, canvas: Canvas, tiles: list[Tile]):
+        """zl (B, zl_dim, n + 2m, n' + 2m), coords (B, C, ...) and the 2K noise maps of each tile."""
         g, dev, dt = self.geometry, self.device, self.dtype
         m = g.gs_margin
         zl, coords = [], []
-        noises: list[list[torch.Tensor]] = [[] for _ in range(2 * g.n_up)]
         for t in tiles:
             r0, c0 = t.row_cell - m, t.col_cell - m
             H, W = t.rows + 2 * m, t.cols + 2 * m
             zl.append(canvas.zl(r0, H, c0, W, device=dev, dtype=dt))
             coords.append(canvas_coords(self.cfg.coords, r0, H, c0, W, dtype=dt, device=dev))
+        return torch.stack(zl), torch.stack(coords), self._noises(canvas, tiles)
+
+    def _noises(self, canvas: Canvas, tiles: list[Tile]) -> list[torch.Tensor]:
+        """The 2K noise maps (B, 1, h_j, w_j) of the tiles, from each layer's global lattice."""
+        g = self.geometry
+        noises: list[list[torch.Tensor]] = [[] for _ in range(2 * g.n_up)]
+        for t in tiles:
             for j, ((ya, yb), (xa, xb)) in enumerate(zip(g.ts_ranges(t.row_cell, t.rows),
                                                           g.ts_ranges(t.col_cell, t.cols))):
-                noises[j].append(canvas.noise(j, ya, yb - ya, xa, xb - xa, device=dev, dtype=dt))
-        return torch.stack(zl), torch.stack(coords), [torch.stack(n) for n in noises]
+                noises[j].append(canvas.noise(j, ya, yb - ya, xa, xb - xa, device=self.device, dtype=self.dtype))
+        return [torch.stack(n) for n in noises]
+
+    def band_structure(self, canvas: Canvas, row_cell: int, rows: int, col0: int, cols: int, zg: torch.Tensor,
+                       chunk: int = 1024) -> torch.Tensor:
+        """zS of cells [row_cell, +rows) x [col0, +cols) in one GS pass per column chunk: (1, C, rows, cols).
+
+        Shared by all tiles of a band, so GS margins are computed once per band, not per tile.
+        """
+        m, dev, dt = self.geometry.gs_margin, self.device, self.dtype
+        parts = []
+        for a in range(col0, col0 + cols, chunk):
+            w = min(chunk, col0 + cols - a)
+            zl = canvas.zl(row_cell - m, rows + 2 * m, a - m, w + 2 * m, device=dev, dtype=dt)
+            coords = canvas_coords(self.cfg.coords, row_cell - m, rows + 2 * m, a - m, w + 2 * m, dtype=dt, device=dev)
+            parts.append(self.generator.structure(zg, zl[None], coords[None]))
+        return torch.cat(parts, dim=-1)
 
     def styles(self, canvas: Canvas) -> tuple[torch.Tensor, torch.Tensor]:
         """(zg (1, zg_dim), W+ (1, n_styles, style_dim)) of a canvas."""
@@ -163,50 +190,52 @@ class Synthesizer:
 
     # ---- rendering -------------------------------------------------------------------------
     def bands(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
-              progress: bool = False, tiles: list[Tile] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+              progress: bool = False, tiles: list[Tile] | None = None,
+              shared_structure: bool = True) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (row offset in the region, float32 band (h, width, 3)) top to bottom.
 
-        Values are the raw generator output (about [-1, 1] for a trained model, unclamped).
+        Per band (row of tiles): GS runs once over the band's zl window, then GT runs on the
+        tiles' zS windows, ``batch`` tiles per forward. With ``shared_structure=False`` every
+        tile runs GS on its own window (the authors' patch-by-patch scheme). Values are the raw
+        generator output (about [-1, 1] for a trained model, unclamped).
         """
         batch = default_tile_batch(self.device)[1] if batch is None else int(batch)
         if batch <= 0:
             raise UserError(f"batch size must be positive, got {batch}")
         tiles = self.plan(region, tile) if tiles is None else tiles
-        n_bands = tiles[-1].band + 1
-        pending: dict[int, tuple[np.ndarray, int]] = {}
-        band_y = {}
+        by_band: dict[int, list[Tile]] = {}
         for t in tiles:
-            band_y.setdefault(t.band, (t.y0, t.y1))
-        per_band = {}
-        for t in tiles:
-            per_band[t.band] = per_band.get(t.band, 0) + 1
+            by_band.setdefault(t.band, []).append(t)
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(tiles), unit="tile", desc="synthesis", leave=False)
-        next_band = 0
         with torch.inference_mode():
             zg, styles = self.styles(canvas)
-            for i in range(0, len(tiles), batch):
-                chunk = tiles[i:i + batch]
-                out = self.forward_tiles(canvas, chunk, zg, styles).float().cpu().numpy()
-                for t, img in zip(chunk, out):
-                    if t.band not in pending:
-                        y0, y1 = band_y[t.band]
-                        pending[t.band] = (np.empty((y1 - y0, region.width, 3), np.float32), 0)
-                    buf, done = pending[t.band]
-                    piece = img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0]
-                    buf[:, t.x0 - region.x: t.x1 - region.x] = piece.transpose(1, 2, 0)
-                    pending[t.band] = (buf, done + 1)
-                if bar is not None:
-                    bar.update(len(chunk))
-                while next_band in pending and pending[next_band][1] == per_band[next_band]:
-                    buf, _ = pending.pop(next_band)
-                    yield band_y[next_band][0] - region.y, buf
-                    next_band += 1
+            for band in sorted(by_band):
+                row = by_band[band]
+                first = row[0]
+                col0 = min(t.col_cell for t in row)
+                cols = max(t.col_cell + t.cols for t in row) - col0
+                if shared_structure:
+                    zs_band = self.band_structure(canvas, first.row_cell, first.rows, col0, cols, zg)
+                buf = np.empty((first.y1 - first.y0, region.width, 3), np.float32)
+                for i in range(0, len(row), batch):
+                    chunk = row[i:i + batch]
+                    if shared_structure:
+                        zs = torch.cat([zs_band[..., t.col_cell - col0: t.col_cell - col0 + t.cols] for t in chunk])
+                        out = self.generator.texture(zs, styles, self._noises(canvas, chunk))
+                    else:
+                        out = self.forward_tiles(canvas, chunk, zg, styles)
+                    out = out.float().cpu().numpy()
+                    for t, img in zip(chunk, out):
+                        piece = img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0]
+                        buf[:, t.x0 - region.x: t.x1 - region.x] = piece.transpose(1, 2, 0)
+                    if bar is not None:
+                        bar.update(len(chunk))
+                yield first.y0 - region.y, buf
         if bar is not None:
             bar.close()
-        assert next_band == n_bands
 
     def render(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
                progress: bool = False) -> np.ndarray:
