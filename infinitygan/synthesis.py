@@ -224,6 +224,7 @@ class Synthesizer:
                     chunk = row[i:i + batch]
                     if shared_structure:
                         zs = torch.cat([zs_band[..., t.col_cell - col0: t.col_cell - col0 + t.cols] for t in chunk])
+                        zs = zs.contiguous(memory_format=torch.channels_last)  # NHWC: faster convs
                         out = self.generator.texture(zs, styles, self._noises(canvas, chunk))
                     else:
                         out = self.forward_tiles(canvas, chunk, zg, styles)

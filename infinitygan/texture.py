@@ -47,7 +47,8 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x, style, noise=None):
-        return self.activate(self.noise(self.conv(x, style), noise))
+        # the conv output is a fresh tensor: without autograd, noise/bias/activation run in place
+        return self.activate(self.noise(self.conv(x, style), noise, inplace=True), inplace=True)
 
 
 class TextureSynthesizer(nn.Module):

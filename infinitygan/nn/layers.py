@@ -14,10 +14,23 @@ from torch import nn
 SQRT2 = math.sqrt(2.0)
 
 
-def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, slope: float = 0.2) -> torch.Tensor:
-    """leaky_relu(x + bias, slope) * sqrt(2); bias (C,) broadcast over dim 1."""
+def _can_overwrite(x: torch.Tensor) -> bool:
+    """True when x may be modified in place: no autograd graph is being recorded for it."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, slope: float = 0.2,
+                     inplace: bool = False) -> torch.Tensor:
+    """leaky_relu(x + bias, slope) * sqrt(2); bias (C,) broadcast over dim 1.
+
+    With ``inplace`` (and no autograd graph), x is overwritten: the inference fast path.
+    """
+    shape = None if bias is None else [1, bias.shape[0]] + [1] * (x.dim() - 2)
+    if inplace and _can_overwrite(x):
+        if bias is not None:
+            x.add_(bias.view(shape).to(x.dtype))
+        return F.leaky_relu_(x, slope).mul_(SQRT2)
     if bias is not None:
-        shape = [1, bias.shape[0]] + [1] * (x.dim() - 2)
         x = x + bias.view(shape).to(x.dtype)
     return F.leaky_relu(x, slope) * SQRT2
 
@@ -29,8 +42,8 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, inplace=inplace)
 
 
 class PixelNorm(nn.Module):
@@ -87,10 +100,13 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None, inplace: bool = False) -> torch.Tensor:
         if noise is None:
             return x
-        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+        n = self.weight.to(x.dtype) * noise.to(x.dtype)
+        if inplace and _can_overwrite(x):
+            return x.add_(n)
+        return x + n
 
 
 def center_crop(x: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:

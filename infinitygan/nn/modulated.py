@@ -40,8 +40,7 @@ def upsample_rgb(rgb: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     Depthwise transposed conv (stride 2) with the [1,2,1] kernel, then crop 1 pixel per side.
     """
     c = rgb.shape[1]
-    out = F.conv_transpose2d(rgb, _depthwise(kernel, c, rgb), stride=2, groups=c)
-    return out[..., 1:-1, 1:-1]
+    return F.conv_transpose2d(rgb, _depthwise(kernel, c, rgb), stride=2, padding=1, groups=c)
 
 
 def _upsample_map(m: torch.Tensor) -> torch.Tensor:
@@ -96,7 +95,7 @@ class ModulatedConv2d(nn.Module):
         """Plain (un-modulated) conv with weight w (out, in, k, k); blur included when upsampling."""
         if not self.upsample:
             return F.conv2d(x, w)
-        out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)[..., 1:-1, 1:-1]
+        out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=1)  # = crop 1 per side
         return F.conv2d(out, _depthwise(self.blur_kernel, out.shape[1], out), groups=out.shape[1])
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

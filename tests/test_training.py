@@ -1,0 +1,514 @@
+"""Training: the loop, checkpoints, resume, the NaN guard, data parallelism and the CLI.
+
+Most tests use a "micro" config (same topology kinds as tiny, 2 GT stages, 17-pixel patches of
+33-pixel images) so that an iteration takes tens of milliseconds on a CPU; the CLI smoke test
+uses the tiny preset. Slow variants (literal 20-iteration runs, torchrun) are marked slow.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from infinitygan.cli import main
+from infinitygan.config import load_config
+from infinitygan.errors import UserError
+from infinitygan.training import losses
+from infinitygan.training.distributed import launch_local
+from infinitygan.training.loop import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+MICRO = {
+    "name": "micro",
+    "generator": {"zg_dim": 16, "zl_dim": 8, "style_dim": 16, "mapping_layers": 2, "gs_layers": 2,
+                  "gs_kernel": 3, "gs_channels": 8, "n_up": 2, "ts_channels": [16, 16, 8, 8], "ts_input": 8},
+    "discriminator": {"channels": [8, 16, 16, 16], "mbstd_group": 2},
+    "training": {"batch_size": 4, "full_size": 33, "pre_resize": None, "checkpoint_every": 2,
+                 "sample_every": 3, "log_every": 1, "r1_every": 2, "pl_every": 3},
+}
+FAST = dict(device="cpu", workers=0, progress_bar=False)
+
+
+def write_cfg(path: Path, base: dict = MICRO, **training) -> Path:
+    d = json.loads(json.dumps(base))
+    d["training"].update(training)
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+@pytest.fixture
+def micro(tmp_path) -> Path:
+    return write_cfg(tmp_path / "micro.yaml")
+
+
+def run(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def ckpt_meta(path: Path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def ckpts(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in (run_dir / "checkpoints").glob("*.safetensors"))
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_keys_metadata_and_run_layout(tmp_path, micro):
+    cfg = load_config(micro)
+    out = tmp_path / "run"
+    res = train(cfg, "procedural", out, iterations=7, seed=5, **FAST)
+    assert res["iteration"] == 7 and res["images_seen"] == 28 and res["nan_skips"] == 0
+    # every 2 iterations + the end, newest 3 kept
+    assert ckpts(out) == ["ckpt-00000004.safetensors", "ckpt-00000006.safetensors", "ckpt-00000007.safetensors"]
+    path = out / "checkpoints" / "ckpt-00000007.safetensors"
+    meta = ckpt_meta(path)
+    assert meta["format"] == "infinitygan-model" and meta["kind"] == "training-checkpoint"
+    assert meta["iteration"] == "7" and meta["images_seen"] == "28" and meta["seed"] == "5"
+    assert meta["world_size"] == "1"
+    progress = json.loads(meta["progress"])
+    assert progress["nan_skips"] == 0 and "loss/d_total" in progress["last"]
+    state = load_file(str(path))
+    prefixes = {k.split(".")[0] for k in state}
+    assert prefixes == {"g", "d", "g_ema", "g_optim", "d_optim", "pl_mean"}
+    from infinitygan.api import build_generator
+    from infinitygan.discriminator import Discriminator
+
+    G, D = build_generator(cfg), Discriminator(cfg.discriminator, cfg.generator.patch_size)
+    assert {k[2:] for k in state if k.startswith("g.")} == set(G.state_dict())
+    assert {k[6:] for k in state if k.startswith("g_ema.")} == set(G.state_dict())
+    assert {k[2:] for k in state if k.startswith("d.")} == set(D.state_dict())
+    n_g = len(list(G.parameters()))
+    for i in range(n_g):
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert f"g_optim.{i}.{k}" in state
+    assert state[f"g_optim.0.step"].item() == 7 + 3  # 7 G steps + path-length steps at t = 0, 3, 6
+    assert state[f"d_optim.0.step"].item() == 7 + 4  # 7 D steps + R1 at t = 0, 2, 4, 6
+    assert state["pl_mean"].item() > 0
+    # G_ema differs from G (it is an average), and all tensors are finite
+    assert any(not torch.equal(state[f"g.{k}"], state[f"g_ema.{k}"]) for k in G.state_dict())
+    assert all(torch.isfinite(v).all() for v in state.values())
+    # the run directory
+    assert yaml.safe_load((out / "config.yaml").read_text()) == cfg.to_dict() | {
+        "training": cfg.to_dict()["training"] | {"iterations": 7}}
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter-00000003.png", "iter-00000006.png",
+                                                                    "iter-00000007.png"]
+    P = cfg.generator.patch_size
+    assert Image.open(out / "samples" / "iter-00000007.png").size == (4 * (4 * P + 4) - 4, 2 * P + 4)
+    assert list((out / "logs").glob("events.out.tfevents.*"))
+    # api / info / generate read the run directory
+    from infinitygan.api import load_model
+
+    m = load_model(out)
+    ema = {k[6:]: v for k, v in state.items() if k.startswith("g_ema.")}
+    assert all(torch.equal(m.generator.state_dict()[k], v) for k, v in ema.items())
+
+
+def test_tensorboard_scalars(tmp_path, micro):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(load_config(micro), "procedural", out, iterations=3, samples=False, **FAST)
+    acc = EventAccumulator(str(out / "logs"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for t in ("loss/d_adv", "loss/g_adv", "loss/diversity", "loss/d_aux_real", "loss/d_aux_fake", "loss/g_aux",
+              "reg/r1", "reg/path_length", "aux/real_error", "aux/fake_accuracy", "speed/sec_per_iteration",
+              "speed/images_per_second", "nan/skips_total"):
+        assert t in tags, t
+    assert [e.step for e in acc.Scalars("loss/d_adv")] == [1, 2, 3]
+
+
+def test_missing_tensorboard_warns_once_and_trains(tmp_path, micro, monkeypatch):
+    import builtins
+
+    from infinitygan.training import loop
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard") or name.startswith("tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(loop.RunLog, "_warned", False)
+    with pytest.warns(UserWarning, match="tensorboard is not installed"):
+        res = train(load_config(micro), "procedural", tmp_path / "run", iterations=2, samples=False, **FAST)
+    assert res["iteration"] == 2
+
+
+# ----------------------------------------------------------------------------------- resume
+def test_resume_equals_uninterrupted(tmp_path, micro):
+    cfg = load_config(micro)
+    kw = dict(FAST, samples=False, deterministic=True, checkpoint_every=100, seed=3)
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(cfg, "procedural", a, iterations=7, **kw)
+    train(cfg, "procedural", b, iterations=4, **kw)
+    # the resumed half holds R1 (t = 4, 6) and path-length (t = 6) steps
+    res = train(cfg, "procedural", b, iterations=7, resume=True, **kw)
+    assert res["iteration"] == 7
+    A = load_file(str(a / "checkpoints" / "ckpt-00000007.safetensors"))
+    B = load_file(str(b / "checkpoints" / "ckpt-00000007.safetensors"))
+    assert A.keys() == B.keys()
+    bad = [k for k in A if not torch.equal(A[k], B[k])]
+    assert not bad, bad[:5]
+    assert ckpt_meta(b / "checkpoints" / "ckpt-00000007.safetensors")["images_seen"] == "28"
+
+
+def test_resume_restores_data_position_without_replay(tmp_path, micro, monkeypatch):
+    """Resuming at iteration k must not load the first k batches' images."""
+    from infinitygan.training import data
+
+    cfg = load_config(micro)
+    out = tmp_path / "r"
+    train(cfg, "procedural", out, iterations=2, samples=False, **FAST)
+    seen = []
+    orig = data.PatchDataset.__getitem__
+
+    def spy(self, key):
+        seen.append(key)
+        return orig(self, key)
+
+    monkeypatch.setattr(data.PatchDataset, "__getitem__", spy)
+    train(cfg, "procedural", out, iterations=3, resume=True, samples=False, **FAST)
+    assert len(seen) == cfg.training.batch_size  # exactly one batch loaded
+
+
+def test_small_dataset_epochs(tmp_path, micro):
+    """A 5-image folder (1 batch of 4 per epoch): epochs advance, resume still exact."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cfg = load_config(micro)
+    kw = dict(FAST, samples=False, checkpoint_every=100)
+    train(cfg, str(folder), tmp_path / "a", iterations=4, **kw)
+    train(cfg, str(folder), tmp_path / "b", iterations=2, **kw)
+    train(cfg, str(folder), tmp_path / "b", iterations=4, resume=True, **kw)
+    A = load_file(str(tmp_path / "a" / "checkpoints" / "ckpt-00000004.safetensors"))
+    B = load_file(str(tmp_path / "b" / "checkpoints" / "ckpt-00000004.safetensors"))
+    assert all(torch.equal(A[k], B[k]) for k in A)
+    assert json.loads(ckpt_meta(tmp_path / "a" / "checkpoints" / "ckpt-00000004.safetensors")["progress"])["epoch"] == 4
+
+
+def test_stray_part_files_are_ignored(tmp_path, micro, capsys):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "--config", micro, "--iterations", 2, "--out", out, "--workers", 0,
+               "--device", "cpu", "--quiet")[0] == 0
+    stray = out / "checkpoints" / ".ckpt-00000009.safetensors.abc123.part"
+    stray.write_bytes(b"garbage from a killed writer")
+    rc, outp, err = run(capsys, "info", out)
+    assert rc == 0 and json.loads(outp)["iteration"] == 2
+    rc, _, err = run(capsys, "train", "--config", micro, "--iterations", 3, "--out", out, "--resume",
+                     "--workers", 0, "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    assert not stray.exists()
+    assert ckpts(out)[-1] == "ckpt-00000003.safetensors"
+
+
+def test_kill_9_leaves_a_loadable_newest_checkpoint(tmp_path, micro):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "infinitygan", "train", "--config", str(micro), "--iterations", "1000",
+           "--checkpoint-every", "1", "--sample-every", "1000", "--out", str(out), "--workers", "0",
+           "--device", "cpu", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(ckpts(out)) < 3:
+            time.sleep(0.05)
+        time.sleep(0.13)  # somewhere in the middle of an iteration or a write
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert ckpts(out), "no checkpoint was written"
+    from infinitygan.api import load_model
+
+    load_model(out)  # the newest checkpoint is complete
+    newest = int(ckpts(out)[-1][5:13])
+    res = train(load_config(micro), "procedural", out, iterations=newest + 1, resume=True, samples=False, **FAST)
+    assert res["iteration"] == newest + 1
+
+
+# ------------------------------------------------------------------------------- NaN guard
+def _nan_after(n_good: int, monkeypatch):
+    calls = {"n": 0}
+    orig = losses.d_logistic_loss
+
+    def bad(real, fake):
+        calls["n"] += 1
+        val = orig(real, fake)
+        return val * float("nan") if calls["n"] > n_good else val
+
+    monkeypatch.setattr(losses, "d_logistic_loss", bad)
+    return calls
+
+
+def test_nan_guard_skips_and_stops(tmp_path, micro, monkeypatch, capsys):
+    _nan_after(2, monkeypatch)
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "train", "--config", micro, "--iterations", 100, "--out", out, "--workers", 0,
+                     "--device", "cpu", "--quiet", "--sample-every", 1000)
+    assert rc == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("infinitygan: error")]
+    good = out / "checkpoints" / "ckpt-00000002.safetensors"
+    assert lines == [f"infinitygan: error: training diverged: 20 consecutive non-finite steps at iteration 22; "
+                     f"last good checkpoint: {good}"]
+    assert ckpts(out) == ["ckpt-00000002.safetensors"]  # nothing written after the divergence began
+    state = load_file(str(good))
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_nan_guard_isolated_skip(tmp_path, micro, monkeypatch):
+    calls = {"n": 0}
+    orig = losses.g_nonsaturating_loss
+
+    def once(fake):
+        calls["n"] += 1
+        val = orig(fake)
+        return val + float("inf") if calls["n"] == 2 else val
+
+    monkeypatch.setattr(losses, "g_nonsaturating_loss", once)
+    res = train(load_config(micro), "procedural", tmp_path / "run", iterations=4, samples=False,
+                max_nonfinite=2, **FAST)
+    assert res["iteration"] == 4 and res["nan_skips"] == 1
+    meta = ckpt_meta(tmp_path / "run" / "checkpoints" / "ckpt-00000004.safetensors")
+    progress = json.loads(meta["progress"])
+    assert progress["nan_skips"] == 1 and progress["skipped"]["g"] == 1 and progress["nan_streak"] == 0
+    state = load_file(str(tmp_path / "run" / "checkpoints" / "ckpt-00000004.safetensors"))
+    assert state["g_optim.0.step"].item() == 4 - 1 + 2  # one G step skipped, PL at t = 0 and 3
+
+
+def test_nan_guard_with_small_limit(tmp_path, micro, monkeypatch):
+    _nan_after(0, monkeypatch)
+    with pytest.raises(UserError, match=r"3 consecutive non-finite steps at iteration 3; last good checkpoint: none"):
+        train(load_config(micro), "procedural", tmp_path / "run", iterations=10, samples=False,
+              max_nonfinite=3, **FAST)
+
+
+# ------------------------------------------------------------------------------------ data
+def test_folder_with_corrupt_and_grayscale_files(tmp_path, micro, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(folder / f"rgb{i}.jpg")
+    Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8), mode="L").save(folder / "gray.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        rc, _, err = run(capsys, "train", "--config", micro, "--data", folder, "--iterations", 2, "--out", out,
+                         "--workers", 0, "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    assert ckpts(out)[-1] == "ckpt-00000002.safetensors"
+
+
+def test_prepare_lmdb_and_train_on_it(tmp_path, micro, capsys):
+    pytest.importorskip("lmdb")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    db = tmp_path / "data.lmdb"
+    rc, _, err = run(capsys, "prepare", folder, "--out", db, "--full-size", 33, "--pre-resize", 0, "--quiet")
+    assert rc == 0, err
+    assert (db / "data.mdb").is_file()
+    rc, _, err = run(capsys, "prepare", folder, "--out", db, "--full-size", 33, "--quiet")
+    assert rc == 2 and "already exists" in err
+    rc, _, err = run(capsys, "train", "--config", micro, "--data", db, "--iterations", 1, "--out", tmp_path / "run",
+                     "--workers", 2, "--device", "cpu", "--quiet")
+    assert rc == 0, err
+
+
+# ------------------------------------------------------------------------------ variants
+def test_amp_bf16_on_cpu(tmp_path, micro):
+    res = train(load_config(micro), "procedural", tmp_path / "run", iterations=2, amp="bf16", samples=False, **FAST)
+    assert res["iteration"] == 2 and res["nan_skips"] == 0
+
+
+def test_baseline_configs_skip_diversity_and_fake_aux(tmp_path, monkeypatch):
+    base = json.loads(json.dumps(MICRO))
+    base["generator"].update(gs_layers=0, gs_channels=8, coords={"system": "object"})
+    cfg = load_config(write_cfg(tmp_path / "base.yaml", base))
+    called = []
+    orig = losses.diversity_loss
+    monkeypatch.setattr(losses, "diversity_loss", lambda *a, **k: called.append(1) or orig(*a, **k))
+    res = train(cfg, "procedural", tmp_path / "run", iterations=2, samples=False, **FAST)
+    assert res["iteration"] == 2 and not called
+    progress = json.loads(ckpt_meta(tmp_path / "run" / "checkpoints" / "ckpt-00000002.safetensors")["progress"])
+    assert "loss/d_aux_fake" not in progress["last"] and "loss/g_aux" not in progress["last"]
+    assert "loss/diversity" not in progress["last"] and "loss/d_aux_real" in progress["last"]
+
+
+# --------------------------------------------------------------------------- distributed
+def _ddp_worker(cfg_path: str, out: str, result: str, iterations: int) -> None:
+    res = train(load_config(cfg_path), "procedural", out, iterations=iterations, samples=False,
+                checkpoint_every=100, **FAST)
+    Path(f"{result}.{res['rank']}").write_text(json.dumps(res))
+
+
+def test_two_process_gloo_matches_one_process(tmp_path, micro):
+    """DDP (R1 and path length included: r1_every 2, pl_every 3) == one process on the global batch."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    launch_local(2, _ddp_worker, str(micro), str(two), str(tmp_path / "res"), 4)
+    r0 = json.loads((tmp_path / "res.0").read_text())
+    r1 = json.loads((tmp_path / "res.1").read_text())
+    assert r0["world_size"] == 2 and r0["images_seen"] == 16
+    assert r0["fingerprint"] == r1["fingerprint"]  # bitwise identical replicas
+    _ddp_worker(str(micro), str(one), str(tmp_path / "single"), 4)
+    A = load_file(str(one / "checkpoints" / "ckpt-00000004.safetensors"))
+    B = load_file(str(two / "checkpoints" / "ckpt-00000004.safetensors"))
+    assert A.keys() == B.keys()
+    for k in A:
+        if k.endswith(".step"):
+            assert torch.equal(A[k], B[k]), k
+        else:
+            torch.testing.assert_close(B[k], A[k], rtol=1e-3, atol=2e-5, msg=k)
+    assert ckpt_meta(two / "checkpoints" / "ckpt-00000004.safetensors")["world_size"] == "2"
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_cli(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "infinitygan", "train",
+           "--preset", "tiny", "--data", "procedural", "--iterations", "10", "--batch", "4", "--workers", "0",
+           "--device", "cpu", "--out", str(out), "--quiet", "--sample-every", "10"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    meta = ckpt_meta(out / "checkpoints" / "ckpt-00000010.safetensors")
+    assert meta["world_size"] == "2" and meta["images_seen"] == "40"
+    assert json.loads(meta["progress"])["ranks_in_sync"] is True
+    assert (out / "samples" / "iter-00000010.png").is_file()
+
+
+# ------------------------------------------------------------------------------------ CLI
+def test_cli_smoke_tiny_generate_info_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "train", "--preset", "tiny", "--batch", 2, "--iterations", 2, "--out", out,
+                     "--workers", 2, "--device", "cpu", "--seed", 1)
+    assert rc == 0, err
+    assert "iteration 2, 4 images seen" in err
+    assert (out / "samples" / "iter-00000002.png").is_file()
+    rc, outp, err = run(capsys, "info", out)
+    assert rc == 0, err
+    info = json.loads(outp)
+    assert info["iteration"] == 2 and info["images_seen"] == 4 and info["kind"] == "training-checkpoint"
+    assert info["parameters"]["generator"] > 0 and info["parameters"]["discriminator"] > 0
+    img = tmp_path / "pano.png"
+    rc, _, err = run(capsys, "generate", "--model", out, "--seed", 2, "--width", 160, "--height", 48,
+                     "--out", img, "--quiet")
+    assert rc == 0, err
+    assert Image.open(img).size == (160, 48)
+    # resume with the run's own config (no --preset): continues to the new total
+    rc, _, err = run(capsys, "train", "--resume", "--iterations", 3, "--out", out, "--workers", 0,
+                     "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    assert ckpts(out)[-1] == "ckpt-00000003.safetensors"
+    assert ckpt_meta(out / "checkpoints" / "ckpt-00000003.safetensors")["seed"] == "1"
+
+
+def test_eval_swd_json(tmp_path, micro, capsys):
+    out = tmp_path / "run"
+    train(load_config(micro), "procedural", out, iterations=1, samples=False, **FAST)
+    for fov in (1, 4):
+        rc, outp, err = run(capsys, "eval", "--metric", "swd", "--model", out, "--num", 6, "--fov", fov,
+                            "--seed", 3, "--device", "cpu")
+        assert rc == 0, err
+        res = json.loads(outp)
+        assert res["metric"] == "swd" and res["fov"] == fov and res["num_fake"] == 6 and res["num_real"] == 6
+        assert res["resolution"] == 17 and np.isfinite(res["mean"]) and res["mean"] > 0
+
+
+@pytest.fixture
+def trained_run(tmp_path, micro, capsys):
+    out = tmp_path / "done"
+    assert run(capsys, "train", "--config", micro, "--iterations", 1, "--out", out, "--workers", 0,
+               "--device", "cpu", "--quiet")[0] == 0
+    return out
+
+
+def bad_input_cases(tmp_path, micro, trained_run):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    base = ["train", "--config", micro, "--iterations", 2, "--workers", 0, "--device", "cpu", "--quiet"]
+    return {
+        "missing data folder": (base + ["--data", tmp_path / "nope", "--out", tmp_path / "r1"], "data folder not found"),
+        "empty data folder": (base + ["--data", empty, "--out", tmp_path / "r2"], "no images"),
+        "unknown preset": (["train", "--preset", "huge", "--out", tmp_path / "r3"], "unknown preset"),
+        "preset and config": (["train", "--preset", "tiny", "--config", micro, "--out", tmp_path / "r3"],
+                              "either --preset or --config"),
+        "unwritable run dir": (base + ["--out", f / "run"], "run directory"),
+        "run dir is a file": (base + ["--out", f], "not a directory"),
+        "resume without checkpoint": (base + ["--resume", "--out", tmp_path / "r4"], "nothing to resume"),
+        "existing run without --resume": (base + ["--out", trained_run], "use --resume"),
+        "resume other preset": (["train", "--preset", "tiny", "--resume", "--out", trained_run], "config differs"),
+        "resume changed field": (base + ["--resume", "--batch", 2, "--out", trained_run], "training.batch_size"),
+        "resume other seed": (base + ["--resume", "--seed", 9, "--out", trained_run], "--seed"),
+        "bad batch": (base + ["--batch", 0, "--out", tmp_path / "r5"], "--batch"),
+        "bad amp": (base + ["--amp", "fp8", "--out", tmp_path / "r6"], "--amp"),
+        "bad device": (base + ["--device", "tpu", "--out", tmp_path / "r7"], "device"),
+        "eval bad fov": (["eval", "--model", trained_run, "--fov", 0], "--fov"),
+        "eval missing model": (["eval", "--model", tmp_path / "nope.safetensors"], "not found"),
+        "prepare missing folder": (["prepare", tmp_path / "nope", "--out", tmp_path / "x.lmdb"], "not found"),
+    }
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, micro, trained_run, capsys):
+    for name, (args, needle) in bad_input_cases(tmp_path, micro, trained_run).items():
+        rc, out, err = run(capsys, *args)
+        lines = err.strip().splitlines()
+        assert rc == 2, (name, rc, err)
+        assert len(lines) == 1 and lines[0].startswith("infinitygan: error: "), (name, err)
+        assert needle in lines[0], (name, lines[0])
+    # nothing was created for the failed runs, and the trained run is untouched
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r4" / "checkpoints").exists()
+    assert ckpts(trained_run) == ["ckpt-00000001.safetensors"]
+
+
+# ----------------------------------------------------------------------------------- slow
+@pytest.mark.slow
+def test_tiny_20_iterations_then_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--batch", 4, "--out", out, "--workers", 2, "--device", "cpu", "--quiet"]
+    rc, _, err = run(capsys, *args, "--iterations", 20)
+    assert rc == 0, err
+    rc, _, err = run(capsys, *args, "--iterations", 22, "--resume")
+    assert rc == 0, err
+    meta = ckpt_meta(out / "checkpoints" / "ckpt-00000022.safetensors")
+    assert meta["iteration"] == "22" and meta["images_seen"] == "88"
+    assert (out / "samples" / "iter-00000022.png").is_file()
+
+
+@pytest.mark.slow
+def test_tiny_resume_equals_uninterrupted(tmp_path):
+    cfg = load_config("tiny")
+    kw = dict(FAST, samples=False, deterministic=True, checkpoint_every=100, batch_size=4)
+    train(cfg, "procedural", tmp_path / "a", iterations=6, **kw)
+    train(cfg, "procedural", tmp_path / "b", iterations=3, **kw)
+    train(cfg, "procedural", tmp_path / "b", iterations=6, resume=True, **kw)
+    A = load_file(str(tmp_path / "a" / "checkpoints" / "ckpt-00000006.safetensors"))
+    B = load_file(str(tmp_path / "b" / "checkpoints" / "ckpt-00000006.safetensors"))
+    assert all(torch.equal(A[k], B[k]) for k in A)
