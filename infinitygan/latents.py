@@ -9,7 +9,7 @@ be negative or very far from the origin (the hash absorbs all 64 bits of each co
 
 The hash works on 32-bit words held in int64 tensors with multipliers below 2^31, so every
 product stays below 2^63: exact integer arithmetic on CPU, CUDA and MPS. Two hashes per value
-feed a Box-Muller transform (float64) for N(0, 1) samples.
+feed a Box-Muller transform (24-bit uniforms, float32) for N(0, 1) samples.
 
 Overrides: any part of zl, of any noise layer, or zg itself can be replaced by given tensors
 (e.g. latents recovered by GAN inversion); gradients flow into those tensors.
@@ -71,10 +71,11 @@ def gaussian_field(key: int, channels: int, rows: torch.Tensor, cols: torch.Tens
     hr = _absorb64(torch.full_like(rows, 0x9E3779B9), rows.to(torch.int64))  # (H,)
     hq = _absorb64(torch.full_like(cols, 0x85EBCA77 & 0x7FFFFFFF), cols.to(torch.int64))  # (W,)
     hcr = _mix((hc.view(-1, 1) ^ hr.view(1, -1)) & M32)  # (C, H)
-    h1 = _mix((hcr.unsqueeze(-1) ^ hq.view(1, 1, -1)) & M32)  # (C, H, W)
+    h1 = _mix(hcr.unsqueeze(-1) ^ hq.view(1, 1, -1))  # (C, H, W); xor of 32-bit words stays 32-bit
     h2 = _mix(h1 ^ 0x5BD1E995)
-    u1 = (h1.to(torch.float64) + 0.5) * (1.0 / 4294967296.0)
-    u2 = h2.to(torch.float64) * (1.0 / 4294967296.0)
+    # Box-Muller on 24-bit uniforms (exact in float32): u1 in (0, 1), u2 in [0, 1)
+    u1 = ((h1 >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+    u2 = (h2 >> 8).to(torch.float32) * (1.0 / 16777216.0)
     z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
     return z.to(dtype)
 
