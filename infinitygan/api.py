@@ -23,7 +23,7 @@ from .generator import Generator
 from .io.checkpoint import load_model_file, save_model_file
 from .io.images import check_output_path, write_bands
 from .latents import Canvas
-from .synthesis import Region, Synthesizer, horizon_centered_y
+from .synthesis import Region, Synthesizer, centered_origin
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -77,8 +77,9 @@ class Model:
         return Canvas(int(seed), g.zg_dim, g.zl_dim)
 
     def region(self, width: int, height: int, x: int | None = None, y: int | None = None) -> Region:
-        x = -(int(width) // 2) if x is None else int(x)
-        y = horizon_centered_y(int(height)) if y is None else int(y)
+        cx, cy = centered_origin(int(width), int(height), 2 ** self.config.generator.n_up)
+        x = cx if x is None else int(x)
+        y = cy if y is None else int(y)
         return Region(x, y, int(width), int(height))
 
     def generate(self, seed: int, width: int, height: int, x: int | None = None, y: int | None = None,

@@ -22,8 +22,10 @@ from .texture import MappingNetwork, TextureSynthesizer
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        if cfg.arch != "infinitygan":
-            raise ValueError(f"Generator builds arch 'infinitygan', not {cfg.arch!r}")
+        if cfg.arch not in ("infinitygan", "stylegan2-nci-pfg"):
+            raise ValueError(f"Generator builds archs 'infinitygan' and 'stylegan2-nci-pfg', not {cfg.arch!r}")
+        if cfg.arch == "stylegan2-nci-pfg" and (cfg.gs_layers != 0 or cfg.gs_channels != cfg.zl_dim):
+            raise ValueError("stylegan2-nci-pfg has no structure synthesizer: gs_layers 0, gs_channels = zl_dim")
         self.cfg = cfg
         self.geometry = Geometry(cfg.n_up, cfg.gs_layers, cfg.gs_kernel)
         self.mapping = MappingNetwork(cfg)

@@ -75,8 +75,17 @@ def default_tile_batch(device: torch.device) -> tuple[int, int]:
 
 
 def horizon_centered_y(height: int) -> int:
-    """y of a region of this height centred on the horizon (pixel row 2, see coords.HORIZON_ROW)."""
+    """y of a region of this height centred exactly on the horizon (pixel row 2)."""
     return 2 - height // 2
+
+
+def centered_origin(width: int, height: int, lattice: int) -> tuple[int, int]:
+    """(x, y) of a region centred on x = 0 and on the horizon (pixel row 2, see coords.HORIZON_ROW),
+    snapped to the generator's lattice (at most lattice / 2 pixels off) so that default regions
+    split into whole tiles."""
+    x = lattice * round(-width / 2 / lattice)
+    y = lattice * round((2 - height / 2) / lattice)
+    return x, y
 
 
 class Synthesizer:

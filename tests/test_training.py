@@ -42,6 +42,16 @@ MICRO = {
 FAST = dict(device="cpu", workers=0, progress_bar=False)
 
 
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Modest CPU use (the machine is shared): one intra-op thread, also in subprocesses."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 def write_cfg(path: Path, base: dict = MICRO, **training) -> Path:
     d = json.loads(json.dumps(base))
     d["training"].update(training)
@@ -387,7 +397,6 @@ def test_two_process_gloo_matches_one_process(tmp_path, micro):
     assert ckpt_meta(two / "checkpoints" / "ckpt-00000004.safetensors")["world_size"] == "2"
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_cli(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "infinitygan", "train",

@@ -30,9 +30,17 @@ TIFF_TILE = 256
 Bands = Iterable[tuple[int, np.ndarray]]
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats -> uint8 (clamped, rounded)."""
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def to_uint8(x: np.ndarray, rows_per_chunk: int = 64) -> np.ndarray:
+    """[-1, 1] floats (H, W, C) -> uint8 (clamped, rounded), with float temporaries of at most
+    ``rows_per_chunk`` rows (keeps memory of wide bands low)."""
+    out = np.empty(x.shape, np.uint8)
+    for i in range(0, x.shape[0], rows_per_chunk):
+        t = x[i: i + rows_per_chunk] + np.float32(1.0)
+        t *= np.float32(127.5)
+        np.rint(t, out=t)
+        np.clip(t, 0, 255, out=t)
+        out[i: i + rows_per_chunk] = t
+    return out
 
 
 def check_output_path(path: str | Path) -> Path:

@@ -55,6 +55,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 import math
 import time
 import warnings
@@ -72,6 +73,8 @@ from ..errors import UserError
 from . import distributed as dist_
 from . import losses as L
 from . import state as S
+
+log_ = logging.getLogger(__name__)
 
 PHASE_D, PHASE_G, PHASE_PL = 0, 1, 2
 #: canvas seeds of the sample grids (fixed latents: the same images every time)
@@ -241,6 +244,10 @@ class Stats:
             v = v.detach().float().reshape(()) if torch.is_tensor(v) else float(v)
             self.sums[k] = self.sums[k] + v if k in self.sums else v
             self.counts[k] = self.counts.get(k, 0) + 1
+
+    def running(self, keys) -> dict[str, str]:
+        """This process's means since the last log point, formatted for the progress bar."""
+        return {k.split("/")[-1]: f"{float(self.sums[k]) / self.counts[k]:.3g}" for k in keys if k in self.sums}
 
     def reduce(self, ctx: dist_.DistContext) -> dict[str, float]:
         keys = sorted(self.sums)
@@ -472,6 +479,26 @@ def render_sample_grid(g_ema: nn.Module, cfg: ModelConfig, device: torch.device,
 
 
 # ============================================================================== train
+def cpu_threads(workers: int, ctx: dist_.DistContext) -> int:
+    """Intra-op threads of a CPU training process.
+
+    OMP_NUM_THREADS, when set, wins. Otherwise the cores this process may use are shared by the
+    local training processes and their data-loader workers: max(1, cores // local processes -
+    workers). Oversubscribed OpenMP threads spin on their barriers, which made a 2-core machine
+    5-20x slower in our measurements, while the (procedural or decoded) data costs little.
+    """
+    import os
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size if ctx.distributed else 1))
+    return max(1, cores // max(local, 1) - int(workers))
+
+
 def _ddp_buffer_kwargs() -> dict:
     """No buffer broadcast at every forward (G and D have no state buffers to keep in sync);
     the keyword changed name in recent PyTorch."""
@@ -573,11 +600,15 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, iterations: int | No
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     ctx = dist_.setup(dev)
+    prev_threads = torch.get_num_threads()
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(cpu_threads(workers, ctx))
     try:
         return _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckpt_meta,
                       progress_bar, max_nonfinite, samples, PatchDataset, make_loader,
                       build_generator, Discriminator)
     finally:
+        torch.set_num_threads(prev_threads)
         dist_.teardown(ctx)
         if deterministic:
             torch.use_deterministic_algorithms(prev_det)
@@ -728,12 +759,13 @@ def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckp
             prog.nan_streak = 0 if ok else prog.nan_streak + 1
             if not ok and ctx.is_main:
                 msg = f"iteration {done}: non-finite loss or gradient, optimizer step skipped ({prog.nan_streak} in a row)"
-                (bar.write(msg) if bar is not None else warnings.warn(msg, stacklevel=2))
+                (bar.write(msg) if bar is not None else log_.warning(msg))
             if prog.nan_streak >= max_nonfinite:
                 raise UserError(f"training diverged: {prog.nan_streak} consecutive non-finite steps at iteration "
                                 f"{done}; last good checkpoint: {last_ckpt if last_ckpt else 'none'}")
             if bar is not None:
                 bar.update(1)
+                bar.set_postfix(stats.running(POSTFIX), refresh=False)
             if done % tc.log_every == 0 or done == total:
                 now = time.perf_counter()
                 sec_per_it = (now - t_log) / max(done - it_log, 1)
@@ -743,8 +775,6 @@ def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckp
                                "nan/skips_total": prog.nan_skips, "nan/streak": prog.nan_streak})
                 last_logged = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
                 log.scalars(values, done)
-                if bar is not None:
-                    bar.set_postfix({k.split("/")[1]: f"{values[k]:.3g}" for k in POSTFIX if k in values})
             # periodic checkpoints wait while steps are being skipped, so that the newest
             # checkpoints (and the one the divergence message names) predate the trouble
             ckpt_due = ckpt_due or done % tc.checkpoint_every == 0
