@@ -23,6 +23,9 @@ def image():
 
 @pytest.mark.parametrize("ext", ["png", "tif", "npy", "jpg"])
 def test_round_trip(tmp_path, image, ext):
+    if ext == "jpg":  # lossy: use a smooth image
+        yy, xx = np.mgrid[0:301, 0:517].astype(np.float32)
+        image = np.stack([np.sin(xx / 40), np.cos(yy / 30), (xx - yy) / 600], -1).astype(np.float32)
     path = write_bands(tmp_path / f"x.{ext}", image.shape[1], image.shape[0], _bands(image, [17, 256, 28]))
     if ext == "npy":
         assert np.array_equal(np.load(path), image)
@@ -34,7 +37,7 @@ def test_round_trip(tmp_path, image, ext):
         assert np.array_equal(np.asarray(Image.open(path)), to_uint8(image))
     else:
         back = np.asarray(Image.open(path)).astype(int)
-        assert back.shape == image.shape and np.abs(back - to_uint8(image)).mean() < 12
+        assert back.shape == image.shape and np.abs(back - to_uint8(image)).mean() < 3
 
 
 def test_to_uint8_range():
