@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
-import torch
 
 from ..errors import UserError
 
@@ -99,8 +97,10 @@ def prepare_cmd(folder, out, full_size, pre_resize, overwrite, quiet):
 
 
 # ===================================================================================== eval
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+def _resize(x, size: int):
     """(N, 3, H, W) -> (N, 3, size, size), antialiased bilinear (identity when already that size)."""
+    import torch
+
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
@@ -110,6 +110,9 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 def fake_images(model, num: int, fov: int, seed: int, device, batch: int = 16):
     """Batches (n, 3, P, P) of generated images: (fov P)^2 renders centred on the horizon at a
     random horizontal offset, of random canvas seeds, resized to P when fov > 1."""
+    import numpy as np
+    import torch
+
     from ..synthesis import horizon_centered_y
 
     P = model.config.generator.patch_size
@@ -133,6 +136,9 @@ def fake_images(model, num: int, fov: int, seed: int, device, batch: int = 16):
 def real_images(dataset, num: int, fov: int, patch: int, seed: int, batch: int = 16):
     """Batches (n, 3, P, P) of real images: random P crops of the full images for fov 1; the
     whole full images resized to P for fov > 1 (at most one per dataset image)."""
+    import numpy as np
+    import torch
+
     from .data import PatchDataset
 
     n_data = len(dataset)

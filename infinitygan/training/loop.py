@@ -57,6 +57,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -66,13 +67,18 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..api import build_generator, resolve_device
 from ..config import ModelConfig
 from ..coords import sample_training_coords
+from ..discriminator import Discriminator
 from ..errors import UserError
+from ..io.images import save_image
 from . import distributed as dist_
 from . import losses as L
 from . import state as S
+from .data import PatchDataset, make_loader, open_dataset
 
 log_ = logging.getLogger(__name__)
 
@@ -478,7 +484,7 @@ def render_sample_grid(g_ema: nn.Module, cfg: ModelConfig, device: torch.device,
     return grid
 
 
-# ============================================================================== train
+# ============================================================================ the setup
 def cpu_threads(workers: int, ctx: dist_.DistContext) -> int:
     """Intra-op threads of a CPU training process.
 
@@ -487,8 +493,6 @@ def cpu_threads(workers: int, ctx: dist_.DistContext) -> int:
     workers). Oversubscribed OpenMP threads spin on their barriers, which made a 2-core machine
     5-20x slower in our measurements, while the (procedural or decoded) data costs little.
     """
-    import os
-
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     try:
@@ -504,8 +508,6 @@ def _ddp_buffer_kwargs() -> dict:
     the keyword changed name in recent PyTorch."""
     import inspect
 
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     params = inspect.signature(DDP.__init__).parameters
     return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
 
@@ -520,15 +522,108 @@ def resolve_training_config(cfg: ModelConfig, batch_size: int | None = None, ite
                             checkpoint_every: int | None = None, sample_every: int | None = None,
                             log_every: int | None = None) -> ModelConfig:
     """A copy of cfg with the command-line overrides applied (what RUN/config.yaml stores)."""
-    t = cfg.training
     over = {k: v for k, v in dict(batch_size=batch_size, iterations=iterations, checkpoint_every=checkpoint_every,
                                    sample_every=sample_every, log_every=log_every).items() if v is not None}
     for k, v in over.items():
         if int(v) < 1:
-            raise UserError(f"{k.replace('_', '-')} must be >= 1, got {v}")
-    return replace(cfg, training=replace(t, **{k: int(v) for k, v in over.items()}))
+            raise UserError(f"--{k.replace('_', '-')} must be >= 1, got {v}")
+    return replace(cfg, training=replace(cfg.training, **{k: int(v) for k, v in over.items()}))
 
 
+@dataclass
+class BatchPlan:
+    """How the global batch of an iteration is drawn and shared between processes.
+
+    B = global batch, b = B / W per process; this process takes samples ``sl`` (r, r + W, ...);
+    diversity pairs: global i <-> i + pair_half (pair_half = W * (b // 2), 0 = no pairs);
+    path length: pl_batch = W * max(1, b // pl_batch_shrink) samples.
+    """
+
+    batch: int
+    world: int
+    sl: slice
+    pair_half: int
+    pl_batch: int
+    device: torch.device
+
+    @classmethod
+    def make(cls, cfg: ModelConfig, ctx: dist_.DistContext, per_process: int, diversity: bool) -> "BatchPlan":
+        W, b = ctx.world_size, per_process
+        b_pl = max(1, b // max(cfg.training.pl_batch_shrink, 1))
+        return cls(b * W, W, dist_.rank_slice(ctx), W * (b // 2) if diversity else 0, b_pl * W, ctx.device)
+
+    def d_inputs(self, cfg: ModelConfig, geometry, seed: int, t: int) -> FakeInputs:
+        g = phase_generator(seed, t, PHASE_D)
+        return sample_fake_inputs(cfg, geometry, self.batch, g).take(self.sl, self.device)
+
+    def g_inputs(self, cfg: ModelConfig, geometry, seed: int, t: int) -> FakeInputs:
+        g = phase_generator(seed, t, PHASE_G)
+        x = sample_fake_inputs(cfg, geometry, self.batch, g, self.pair_half)
+        return x.take(self.sl, self.device, pairs=self.pair_half // self.world)
+
+    def pl_inputs(self, cfg: ModelConfig, geometry, seed: int, t: int) -> tuple[FakeInputs, torch.Tensor]:
+        """Inputs and image-space directions y ~ N(0, 1) / sqrt(P^2) of the path-length batch."""
+        g = phase_generator(seed, t, PHASE_PL)
+        x = sample_fake_inputs(cfg, geometry, self.pl_batch, g)
+        P = cfg.generator.patch_size
+        y = torch.randn(self.pl_batch, 3, P, P, generator=g) / math.sqrt(P * P)
+        return x.take(self.sl, self.device), y[self.sl].contiguous().to(self.device)
+
+
+def build_nets(cfg: ModelConfig, ctx: dist_.DistContext, seed: int,
+               ckpt: tuple[dict, dict] | None) -> tuple[Nets, Progress]:
+    """G (via ``api.build_generator``), D, G_ema, Adam optimizers, DDP wrappers; initial weights
+    from ``seed``, or everything from a checkpoint (tensors, metadata)."""
+    tc, dev = cfg.training, ctx.device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            G = build_generator(cfg)
+        except ValueError as e:
+            raise UserError(f"cannot train this config: {e}") from None
+        D = Discriminator(cfg.discriminator, cfg.generator.patch_size)
+    G_ema = copy.deepcopy(G)
+    prog = Progress()
+    if ckpt is not None:
+        state, meta = ckpt
+        G.load_state_dict(S.sub_state(state, "g."))
+        D.load_state_dict(S.sub_state(state, "d."))
+        G_ema.load_state_dict(S.sub_state(state, "g_ema."))
+        prog.iteration = int(meta["iteration"])
+        prog.pl_mean = float(state["pl_mean"].item()) if "pl_mean" in state else 0.0
+        info = json.loads(meta.get("progress", "{}"))
+        prog.nan_skips = int(info.get("nan_skips", 0))
+        prog.skipped.update(info.get("skipped", {}))
+    G.to(dev).train()
+    D.to(dev).train()
+    G_ema.to(dev).eval()
+    requires_grad(G_ema, False)
+    g_params, d_params = list(G.parameters()), list(D.parameters())
+    g_optim = make_adam(g_params, tc.lr, tc.pl_every)
+    d_optim = make_adam(d_params, tc.lr, tc.r1_every)
+    if ckpt is not None:
+        S.load_optimizer_tensors(g_optim, g_params, ckpt[0], "g_optim")
+        S.load_optimizer_tensors(d_optim, d_params, ckpt[0], "d_optim")
+    g_step_raw = GeneratorStep(G)
+    g_step, d_fwd = g_step_raw, D
+    if ctx.distributed:
+        ids = [dev.index] if dev.type == "cuda" else None
+        g_step = DDP(g_step_raw, device_ids=ids, **_NO_BUFFER_SYNC)
+        d_fwd = DDP(D, device_ids=ids, **_NO_BUFFER_SYNC)
+    return Nets(G, D, G_ema, g_step, g_step_raw, d_fwd, g_optim, d_optim, g_params, d_params), prog
+
+
+def checkpoint_tensors(nets: Nets, prog: Progress) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, m in (("g", nets.G), ("d", nets.D), ("g_ema", nets.G_ema)):
+        out.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
+    out.update(S.optimizer_tensors(nets.g_optim, nets.g_params, "g_optim"))
+    out.update(S.optimizer_tensors(nets.d_optim, nets.d_params, "d_optim"))
+    out["pl_mean"] = torch.tensor(prog.pl_mean, dtype=torch.float32)
+    return out
+
+
+# ============================================================================== train
 def train(cfg: ModelConfig, data: str, run_dir: str | Path, iterations: int | None = None,
           resume: bool = False, seed: int | None = None, device: str = "auto", workers: int = 2,
           amp: str | None = None, batch_size: int | None = None, checkpoint_every: int | None = None,
@@ -539,17 +634,15 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, iterations: int | No
     cfg: model + training config (``load_config``); overrides (batch_size, iterations, *_every)
     are applied on top and stored in RUN/config.yaml. ``iterations`` is the run's total (default
     cfg.training.iterations). ``seed`` (default 0, or the run's seed on resume) seeds the
-    initial weights, every random input and the data order. ``data``: "procedural", an image
-    folder or an LMDB (``open_dataset``). ``amp``: None / "none" (fp32) or "bf16" (autocast).
-    Distributed when launched by torchrun (WORLD_SIZE > 1).
+    initial weights, every random input and the data order. ``data``: "procedural" (its images
+    do not depend on the seed), an image folder or an LMDB (``open_dataset``). ``amp``: None /
+    "none" (fp32) or "bf16" (autocast). Distributed when launched by torchrun (WORLD_SIZE > 1).
+    ``max_nonfinite``: consecutive iterations with a skipped step before giving up.
+    ``samples``: write sample grids.
 
     Returns {"iteration", "images_seen", "checkpoint", "nan_skips", "seconds_per_iteration",
-    "fingerprint", "rank", "world_size"}.
+    "fingerprint", "rank", "world_size"} (fingerprint: sha256 of this rank's G, D, G_ema).
     """
-    from ..api import build_generator, resolve_device
-    from ..discriminator import Discriminator
-    from .data import PatchDataset, make_loader, open_dataset
-
     run = Path(run_dir)
     amp = None if amp in (None, "none", "fp32") else amp
     if amp not in (None, "bf16"):
@@ -560,53 +653,44 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, iterations: int | No
         raise ValueError("max_nonfinite must be >= 1")
     cfg = resolve_training_config(cfg, batch_size, iterations, checkpoint_every, sample_every, log_every)
     tc = cfg.training
-    total = tc.iterations
 
-    # ---- the run directory (before building anything) ------------------------------------
+    # ---- the run directory, before building anything -----------------------------------------
     S.check_writable_dir(run)
     newest = S.newest_checkpoint(run)
-    ckpt_state = ckpt_meta = None
+    ckpt = None
     if resume:
         if newest is None:
             raise UserError(f"nothing to resume: {run} has no checkpoint")
-        ckpt_state, ckpt_cfg, ckpt_meta = S.load_checkpoint(newest)
+        state, ckpt_cfg, meta = S.load_checkpoint(newest)
         S.check_resume_config(run, cfg, ckpt_cfg)
-        run_seed = int(ckpt_meta.get("seed", 0))
+        run_seed = int(meta.get("seed", 0))
         if seed is not None and int(seed) != run_seed:
             raise UserError(f"cannot resume {run} with --seed {seed}: the run was started with seed {run_seed}")
-        seed = run_seed
+        seed, ckpt = run_seed, (state, meta)
     elif newest is not None:
         raise UserError(f"{run} already holds checkpoints: use --resume to continue it, or another --out")
     seed = 0 if seed is None else int(seed)
 
     dev = resolve_device(device)
-    rank, world, _ = dist_.env_world()
-    B = tc.batch_size
-    if B % world:
-        raise UserError(f"global batch {B} is not divisible by the {world} processes")
-    b = B // world
-    # ---- data (errors for missing / empty folders before any process group) --------------
+    _, world, _ = dist_.env_world()
+    if tc.batch_size % world:
+        raise UserError(f"global batch {tc.batch_size} is not divisible by the {world} processes")
+    # ---- data: missing / empty folders are reported before any process group -------------------
     dataset = open_dataset(data, tc.full_size, tc.pre_resize, seed=0)
-    P = cfg.generator.patch_size
-    if tc.full_size < P:
-        raise UserError(f"full_size {tc.full_size} is smaller than the patch size {P}")
+    if tc.full_size < cfg.generator.patch_size:
+        raise UserError(f"full_size {tc.full_size} is smaller than the patch size {cfg.generator.patch_size}")
 
-    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     if deterministic:
-        import os
-
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     ctx = dist_.setup(dev)
-    prev_threads = torch.get_num_threads()
-    if ctx.device.type == "cpu":
-        torch.set_num_threads(cpu_threads(workers, ctx))
     try:
-        return _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckpt_meta,
-                      progress_bar, max_nonfinite, samples, PatchDataset, make_loader,
-                      build_generator, Discriminator)
+        if ctx.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(workers, ctx))
+        return _run(cfg, dataset, run, seed, ctx, workers, amp, ckpt, progress_bar, max_nonfinite, samples)
     finally:
         torch.set_num_threads(prev_threads)
         dist_.teardown(ctx)
@@ -614,14 +698,10 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, iterations: int | No
             torch.use_deterministic_algorithms(prev_det)
 
 
-def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckpt_meta, progress_bar,
-           max_nonfinite, samples, PatchDataset, make_loader, build_generator, Discriminator) -> dict:
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    tc, gcfg = cfg.training, cfg.generator
-    dev, W = ctx.device, ctx.world_size
-    B = b * W
-    P = gcfg.patch_size
+def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext, workers: int,
+         amp: str | None, ckpt, progress_bar: bool, max_nonfinite: int, samples: bool) -> dict:
+    tc, total = cfg.training, cfg.training.iterations
+    b = tc.batch_size // ctx.world_size
     if ctx.is_main:
         for sub in ("checkpoints", "logs", "samples"):
             (run / sub).mkdir(parents=True, exist_ok=True)
@@ -629,51 +709,13 @@ def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckp
         S.write_config(run, cfg)
     dist_.barrier(ctx)
 
-    # ---- networks ----------------------------------------------------------------------------
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            G = build_generator(cfg)
-        except ValueError as e:
-            raise UserError(f"cannot train this config: {e}") from None
-        D = Discriminator(cfg.discriminator, P)
-    G_ema = copy.deepcopy(G)
-    prog = Progress()
-    if ckpt_state is not None:
-        G.load_state_dict(S.sub_state(ckpt_state, "g."))
-        D.load_state_dict(S.sub_state(ckpt_state, "d."))
-        G_ema.load_state_dict(S.sub_state(ckpt_state, "g_ema."))
-        prog.iteration = int(ckpt_meta["iteration"])
-        prog.pl_mean = float(ckpt_state["pl_mean"].item()) if "pl_mean" in ckpt_state else 0.0
-        info = json.loads(ckpt_meta.get("progress", "{}"))
-        prog.nan_skips = int(info.get("nan_skips", 0))
-        prog.skipped.update(info.get("skipped", {}))
-    G.to(dev).train()
-    D.to(dev).train()
-    G_ema.to(dev).eval()
-    requires_grad(G_ema, False)
-    g_params, d_params = list(G.parameters()), list(D.parameters())
-    g_optim = make_adam(g_params, tc.lr, tc.pl_every)
-    d_optim = make_adam(d_params, tc.lr, tc.r1_every)
-    if ckpt_state is not None:
-        S.load_optimizer_tensors(g_optim, g_params, ckpt_state, "g_optim")
-        S.load_optimizer_tensors(d_optim, d_params, ckpt_state, "d_optim")
-        del ckpt_state
-    g_step_raw = GeneratorStep(G)
-    if ctx.distributed:
-        ids = [dev.index] if dev.type == "cuda" else None
-        g_step = DDP(g_step_raw, device_ids=ids, **_NO_BUFFER_SYNC)
-        d_fwd = DDP(D, device_ids=ids, **_NO_BUFFER_SYNC)
-        if cfg.discriminator.mbstd_group > 1 and b % cfg.discriminator.mbstd_group and ctx.is_main:
-            warnings.warn(f"mbstd_group {cfg.discriminator.mbstd_group} does not divide the per-process "
-                          f"batch {b}: minibatch-stddev groups differ from a one-process run", stacklevel=2)
-    else:
-        g_step, d_fwd = g_step_raw, D
-    nets = Nets(G, D, G_ema, g_step, g_step_raw, d_fwd, g_optim, d_optim, g_params, d_params)
-
-    # ---- data ----------------------------------------------------------------------------------
-    patches = PatchDataset(dataset, patch=P, seed=seed)
-    loader = make_loader(patches, b, workers, ctx.rank, W, seed=seed, drop_last=True)
+    nets, prog = build_nets(cfg, ctx, seed, ckpt)
+    del ckpt
+    if ctx.distributed and ctx.is_main and cfg.discriminator.mbstd_group > 1 and b % cfg.discriminator.mbstd_group:
+        warnings.warn(f"mbstd_group {cfg.discriminator.mbstd_group} does not divide the per-process batch {b}: "
+                      "minibatch-stddev groups differ from a one-process run", stacklevel=2)
+    patches = PatchDataset(dataset, patch=cfg.generator.patch_size, seed=seed)
+    loader = make_loader(patches, b, workers, ctx.rank, ctx.world_size, seed=seed, drop_last=True)
     spe = len(loader)
     if spe == 0:
         raise UserError(f"dataset too small: {len(dataset)} images give no full batch of {b} per process")
@@ -681,85 +723,54 @@ def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckp
 
     stats = Stats()
     steps = Steps(cfg, nets, ctx, amp, prog, stats)
+    plan = BatchPlan.make(cfg, ctx, b, steps.use_diversity)
+    geometry = nets.G.geometry
     log = RunLog(run / "logs" if ctx.is_main else None)
-    sl = dist_.rank_slice(ctx)
-    pair_half = W * (b // 2) if steps.use_diversity else 0
-    b_pl = max(1, b // max(tc.pl_batch_shrink, 1))
-    n_pl = b_pl * W
-
     bar = None
     if ctx.is_main and progress_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=prog.iteration, unit="it", desc="train", dynamic_ncols=True,
-                   mininterval=1.0)
+        bar = tqdm(total=total, initial=prog.iteration, unit="it", desc="train", dynamic_ncols=True, mininterval=1.0)
     last_ckpt = S.newest_checkpoint(run)
-    t_log, it_log = time.perf_counter(), prog.iteration
-    t_start, it_start = t_log, prog.iteration
-    sec_per_it = float("nan")
-    last_logged: dict[str, float] = {}
+    t_start = t_log = time.perf_counter()
+    it_start = it_log = prog.iteration
+    last_logged: dict[str, float | None] = {}
     ckpt_due = False
 
-    def checkpoint(done: int) -> Path | None:
+    def checkpoint(done: int) -> None:
         nonlocal last_ckpt
-        if ctx.distributed:
-            prints = dist_.all_gather_objects(ctx, fingerprint(G, D, G_ema))
+        if ctx.distributed:  # the replicas must agree bit for bit
+            prints = dist_.all_gather_objects(ctx, fingerprint(nets.G, nets.D, nets.G_ema))
             if len(set(prints)) != 1:
                 raise RuntimeError(f"replicas diverged at iteration {done}: parameters differ between ranks")
-        tensors = {}
-        if ctx.is_main:
-            for name, m in (("g", G), ("d", D), ("g_ema", G_ema)):
-                tensors.update({f"{name}.{k}": v for k, v in m.state_dict().items()})
-            tensors.update(S.optimizer_tensors(g_optim, g_params, "g_optim"))
-            tensors.update(S.optimizer_tensors(d_optim, d_params, "d_optim"))
-            tensors["pl_mean"] = torch.tensor(prog.pl_mean, dtype=torch.float32)
+        tensors = checkpoint_tensors(nets, prog) if ctx.is_main else None
         dist_.barrier(ctx)
-        path = None
         if ctx.is_main:
-            meta = {"iteration": str(done), "images_seen": str(done * B), "seed": str(seed),
-                    "world_size": str(W),
+            meta = {"iteration": str(done), "images_seen": str(done * plan.batch), "seed": str(seed),
+                    "world_size": str(ctx.world_size),
                     "progress": {"nan_skips": prog.nan_skips, "nan_streak": prog.nan_streak,
                                  "skipped": prog.skipped, "epoch": done // spe, "steps_per_epoch": spe,
-                                 "global_batch": B, "ranks_in_sync": True, "last": last_logged}}
-            path = S.save_checkpoint(run, done, tensors, cfg, meta)
-            last_ckpt = path
+                                 "global_batch": plan.batch, "ranks_in_sync": True, "last": last_logged}}
+            last_ckpt = S.save_checkpoint(run, done, tensors, cfg, meta)
         dist_.barrier(ctx)
-        return path
-
-    def sample_grid(done: int) -> None:
-        if not (samples and ctx.is_main):
-            return
-        from ..io.images import save_image
-
-        grid = render_sample_grid(G_ema, cfg, dev)
-        save_image(run / "samples" / f"iter-{done:08d}.png", grid)
 
     try:
         for t in range(prog.iteration, total):
             real, real_label = next(batches)
-            real = real.to(dev, non_blocking=True)
-            real_label = real_label.to(dev, non_blocking=True)
-            gd, gg = phase_generator(seed, t, PHASE_D), phase_generator(seed, t, PHASE_G)
-            d_in = sample_fake_inputs(cfg, G.geometry, B, gd).take(sl, dev)
-            g_in = sample_fake_inputs(cfg, G.geometry, B, gg, pair_half).take(sl, dev, pairs=pair_half // W)
-
-            ok = steps.d_step(real, real_label, d_in)
+            real, real_label = real.to(ctx.device, non_blocking=True), real_label.to(ctx.device, non_blocking=True)
+            ok = steps.d_step(real, real_label, plan.d_inputs(cfg, geometry, seed, t))
             if tc.r1_every > 0 and t % tc.r1_every == 0:
                 ok &= steps.r1_step(real)
-            ok &= steps.g_step(g_in)
+            ok &= steps.g_step(plan.g_inputs(cfg, geometry, seed, t))
             if tc.pl_every > 0 and tc.pl_weight > 0 and t % tc.pl_every == 0:
-                gp = phase_generator(seed, t, PHASE_PL)
-                pl_in = sample_fake_inputs(cfg, G.geometry, n_pl, gp)
-                direction = torch.randn(n_pl, 3, P, P, generator=gp) / math.sqrt(P * P)
-                ok &= steps.pl_step(pl_in.take(sl, dev), direction[sl].to(dev))
-            ema_update(G_ema, G, tc.ema_decay)
+                ok &= steps.pl_step(*plan.pl_inputs(cfg, geometry, seed, t))
+            ema_update(nets.G_ema, nets.G, tc.ema_decay)
 
-            done = t + 1
-            prog.iteration = done
+            done = prog.iteration = t + 1
             prog.nan_streak = 0 if ok else prog.nan_streak + 1
             if not ok and ctx.is_main:
                 msg = f"iteration {done}: non-finite loss or gradient, optimizer step skipped ({prog.nan_streak} in a row)"
-                (bar.write(msg) if bar is not None else log_.warning(msg))
+                bar.write(msg) if bar is not None else log_.warning(msg)
             if prog.nan_streak >= max_nonfinite:
                 raise UserError(f"training diverged: {prog.nan_streak} consecutive non-finite steps at iteration "
                                 f"{done}; last good checkpoint: {last_ckpt if last_ckpt else 'none'}")
@@ -768,10 +779,10 @@ def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckp
                 bar.set_postfix(stats.running(POSTFIX), refresh=False)
             if done % tc.log_every == 0 or done == total:
                 now = time.perf_counter()
-                sec_per_it = (now - t_log) / max(done - it_log, 1)
+                spi = (now - t_log) / max(done - it_log, 1)
                 t_log, it_log = now, done
                 values = stats.reduce(ctx)
-                values.update({"speed/sec_per_iteration": sec_per_it, "speed/images_per_second": B / sec_per_it,
+                values.update({"speed/sec_per_iteration": spi, "speed/images_per_second": plan.batch / spi,
                                "nan/skips_total": prog.nan_skips, "nan/streak": prog.nan_streak})
                 last_logged = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
                 log.scalars(values, done)
@@ -781,17 +792,16 @@ def _train(cfg, dataset, run, total, seed, ctx, workers, amp, b, ckpt_state, ckp
             if (ckpt_due and prog.nan_streak == 0) or done == total:
                 checkpoint(done)
                 ckpt_due = False
-            if done % tc.sample_every == 0 or done == total:
-                sample_grid(done)
+            if samples and ctx.is_main and (done % tc.sample_every == 0 or done == total):
+                save_image(run / "samples" / f"iter-{done:08d}.png", render_sample_grid(nets.G_ema, cfg, ctx.device))
     finally:
         if bar is not None:
             bar.close()
         log.close()
         batches.close()
         del batches, loader
-    elapsed = time.perf_counter() - t_start
     n_done = prog.iteration - it_start
-    return {"iteration": prog.iteration, "images_seen": prog.iteration * B,
+    return {"iteration": prog.iteration, "images_seen": prog.iteration * plan.batch,
             "checkpoint": str(last_ckpt) if last_ckpt else None, "nan_skips": prog.nan_skips,
-            "seconds_per_iteration": elapsed / n_done if n_done else None,
-            "fingerprint": fingerprint(G, D, G_ema), "rank": ctx.rank, "world_size": W}
+            "seconds_per_iteration": (time.perf_counter() - t_start) / n_done if n_done else None,
+            "fingerprint": fingerprint(nets.G, nets.D, nets.G_ema), "rank": ctx.rank, "world_size": ctx.world_size}
