@@ -77,8 +77,10 @@ class GeneratorConfig:
 
     @property
     def patch_size(self) -> int:
-        """Output size of a training patch: 2^K n - 5 (2^K - 1)."""
+        """Output size of a training patch: 2^K n - 5 (2^K - 1) (2^K n for the zero-padded baseline)."""
         k = 2 ** self.n_up
+        if self.arch == "stylegan2-nci":
+            return k * self.ts_input
         return k * self.ts_input - 5 * (k - 1)
 
 

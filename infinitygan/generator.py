@@ -14,23 +14,29 @@ import torch
 from torch import nn
 
 from .config import GeneratorConfig
-from .geometry import Geometry
+from .geometry import Geometry, PaddedGeometry
 from .structure import StructureSynthesizer
 from .texture import MappingNetwork, TextureSynthesizer
+
+
+#: generator architectures: InfinityGAN and the two ablation baselines of paper Table 1
+#: (StyleGAN2 + non-constant input, zero-padded; and + padding-free generator), both without GS.
+ARCHS = ("infinitygan", "stylegan2-nci", "stylegan2-nci-pfg")
 
 
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        if cfg.arch not in ("infinitygan", "stylegan2-nci-pfg"):
-            raise ValueError(f"Generator builds archs 'infinitygan' and 'stylegan2-nci-pfg', not {cfg.arch!r}")
-        if cfg.arch == "stylegan2-nci-pfg" and (cfg.gs_layers != 0 or cfg.gs_channels != cfg.zl_dim):
-            raise ValueError("stylegan2-nci-pfg has no structure synthesizer: gs_layers 0, gs_channels = zl_dim")
+        if cfg.arch not in ARCHS:
+            raise ValueError(f"unknown generator arch {cfg.arch!r} (choose from {', '.join(ARCHS)})")
+        if cfg.arch != "infinitygan" and (cfg.gs_layers != 0 or cfg.gs_channels != cfg.zl_dim):
+            raise ValueError(f"{cfg.arch} has no structure synthesizer: gs_layers 0, gs_channels = zl_dim")
         self.cfg = cfg
-        self.geometry = Geometry(cfg.n_up, cfg.gs_layers, cfg.gs_kernel)
+        padded = cfg.arch == "stylegan2-nci"
+        self.geometry = PaddedGeometry(cfg.n_up) if padded else Geometry(cfg.n_up, cfg.gs_layers, cfg.gs_kernel)
         self.mapping = MappingNetwork(cfg)
         self.structure = StructureSynthesizer(cfg)
-        self.texture = TextureSynthesizer(cfg)
+        self.texture = TextureSynthesizer(cfg, padded=padded)
 
     @property
     def n_styles(self) -> int:

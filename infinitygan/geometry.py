@@ -33,6 +33,7 @@ class Geometry:
     n_up: int = 4
     gs_layers: int = 4
     gs_kernel: int = 7
+    padded = False  # padding-free: tiles agree pixel for pixel
 
     @property
     def lattice(self) -> int:
@@ -102,3 +103,46 @@ class Geometry:
         Pixel p corresponds to cell p / 2^K + 2 - 2^(1-K) (centre of its receptive field).
         """
         return (cell - 2 + 2.0 ** (1 - self.n_up)) * self.lattice
+
+
+@dataclass(frozen=True)
+class PaddedGeometry:
+    """Size arithmetic of the zero-padded ``stylegan2-nci`` baseline (same interface as Geometry).
+
+    No margins: n input cells give 2^K n pixels, each conv keeps its size, each upsampling
+    doubles it. Zero padding makes pixels depend on where the input window ends, so this
+    generator is not tileable: the engine synthesizes any region in one shot.
+    """
+
+    n_up: int = 4
+    gs_layers: int = 0
+    gs_kernel: int = 7
+    padded: bool = True
+
+    lattice = Geometry.lattice
+    gs_margin = 0
+    pixel_offset = 0
+    shrink = 0
+
+    def ts_output_size(self, n: int) -> int:
+        return self.lattice * n
+
+    def gs_sizes(self, n: int) -> list[int]:
+        return [n]
+
+    def ts_ranges(self, s: int, n: int) -> list[tuple[int, int]]:
+        out = []
+        for k in range(1, self.n_up + 1):
+            r = (2 ** k * s, 2 ** k * (s + n))
+            out += [r, r]
+        return out
+
+    ts_sizes = Geometry.ts_sizes
+    rgb_sizes = Geometry.rgb_sizes
+
+    def zs_window(self, start: int, stop: int) -> tuple[int, int]:
+        s = floor_div(start, self.lattice)
+        return s, ceil_div(stop, self.lattice) - s
+
+    def pixel_range(self, s: int, n: int) -> tuple[int, int]:
+        return self.lattice * s, self.lattice * (s + n)

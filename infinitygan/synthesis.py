@@ -131,6 +131,9 @@ class Synthesizer:
     def plan(self, region: Region, tile: int | None = None) -> list[Tile]:
         """Tiles covering the region, in row-major order; all share one window size."""
         T = self.tile_size(tile)
+        if self.geometry.padded:  # zero-padded baseline: not tileable, one forward for the region
+            L = self.geometry.lattice
+            T = max(ceil_div(region.width + region.x % L, L), ceil_div(region.height + region.y % L, L)) * L
         rows, th = self._axis(region.y, region.height, T)
         cols, tw = self._axis(region.x, region.width, T)
         L, extra = self.geometry.lattice, ceil_div(self.geometry.shrink, self.geometry.lattice)

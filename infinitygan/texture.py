@@ -40,9 +40,9 @@ class MappingNetwork(nn.Module):
 class StyledConv(nn.Module):
     """Modulated conv (optionally upsampling) + noise + bias + leaky ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool):
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool, padded: bool = False):
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, demodulate=True, upsample=upsample)
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, demodulate=True, upsample=upsample, padded=padded)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
 
@@ -59,18 +59,19 @@ class TextureSynthesizer(nn.Module):
       each (1 or B, style_dim) or per pixel (B, style_dim, H, W) at that layer's input size.
     noises: list of 2K tensors (1 or B, 1, H_i, W_i) matching each conv's output, or None
       entries for no noise.
+    padded: zero-padded StyleGAN2 convs (n -> 2^K n pixels): the stylegan2-nci baseline only.
     """
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: GeneratorConfig, padded: bool = False):
         super().__init__()
         self.n_up = cfg.n_up
         self.n_styles = cfg.n_styles
         convs, rgbs = [], []
         in_ch = cfg.gs_channels
         for i, out_ch in enumerate(cfg.ts_channels):
-            convs.append(StyledConv(in_ch, out_ch, cfg.style_dim, upsample=(i % 2 == 0)))
+            convs.append(StyledConv(in_ch, out_ch, cfg.style_dim, upsample=(i % 2 == 0), padded=padded))
             if i % 2 == 1:
-                rgbs.append(ToRGB(out_ch, cfg.style_dim))
+                rgbs.append(ToRGB(out_ch, cfg.style_dim, padded=padded))
             in_ch = out_ch
         self.convs = nn.ModuleList(convs)
         self.to_rgbs = nn.ModuleList(rgbs)

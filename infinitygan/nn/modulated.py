@@ -34,13 +34,14 @@ def _depthwise(kernel: torch.Tensor, channels: int, like: torch.Tensor) -> torch
     return kernel.to(device=like.device, dtype=like.dtype).expand(channels, 1, *kernel.shape)
 
 
-def upsample_rgb(rgb: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Skip-path upsampling: (B, C, H, W) -> (B, C, 2H - 1, 2W - 1).
+def upsample_rgb(rgb: torch.Tensor, kernel: torch.Tensor, padded: bool = False) -> torch.Tensor:
+    """Skip-path upsampling: (B, C, H, W) -> (B, C, 2H - 1, 2W - 1), or 2H x 2W when ``padded``.
 
     Depthwise transposed conv (stride 2) with the [1,2,1] kernel, then crop 1 pixel per side.
     """
     c = rgb.shape[1]
-    return F.conv_transpose2d(rgb, _depthwise(kernel, c, rgb), stride=2, padding=1, groups=c)
+    return F.conv_transpose2d(rgb, _depthwise(kernel, c, rgb), stride=2, padding=1, groups=c,
+                              output_padding=1 if padded else 0)
 
 
 def _upsample_map(m: torch.Tensor) -> torch.Tensor:
@@ -69,8 +70,9 @@ class ModulatedConv2d(nn.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, demodulate: bool = True,
-                 upsample: bool = False):
+                 upsample: bool = False, padded: bool = False):
         super().__init__()
+        self.padded = padded  # zero padding ("same" sizes, 2H when upsampling): baselines only
         if upsample and kernel != 3:
             raise ValueError("the upsampling modulated conv is 3x3")
         self.in_ch, self.out_ch, self.kernel = in_ch, out_ch, kernel
@@ -93,10 +95,12 @@ class ModulatedConv2d(nn.Module):
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Plain (un-modulated) conv with weight w (out, in, k, k); blur included when upsampling."""
+        pad = self.kernel // 2 if self.padded else 0
         if not self.upsample:
-            return F.conv2d(x, w)
-        out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=1)  # = crop 1 per side
-        return F.conv2d(out, _depthwise(self.blur_kernel, out.shape[1], out), groups=out.shape[1])
+            return F.conv2d(x, w, padding=pad)
+        out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=1,  # = crop 1 per side
+                                 output_padding=1 if self.padded else 0)
+        return F.conv2d(out, _depthwise(self.blur_kernel, out.shape[1], out), groups=out.shape[1], padding=pad)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.scale
@@ -122,7 +126,9 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             wsq = w.pow(2).sum(dim=(2, 3))[:, :, None, None]  # (out, in, 1, 1)
             d = torch.rsqrt(F.conv2d(s.pow(2), wsq) + 1e-8)  # (B, out, H, W)
-            if self.upsample:
+            if self.padded:
+                d = F.interpolate(d, size=out.shape[-2:], mode="bilinear", align_corners=False)
+            elif self.upsample:
                 d = _upsample_map(d)
             else:
                 d = center_crop(d, out.shape[-2], out.shape[-1])
@@ -137,8 +143,9 @@ class ToRGB(nn.Module):
     is upsampled to 2h - 1 and center-cropped to H.
     """
 
-    def __init__(self, in_ch: int, style_dim: int, out_ch: int = 3):
+    def __init__(self, in_ch: int, style_dim: int, out_ch: int = 3, padded: bool = False):
         super().__init__()
+        self.padded = padded
         self.conv = ModulatedConv2d(in_ch, out_ch, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, out_ch, 1, 1))
         self.register_buffer("up_kernel", blur_kernel_121(), persistent=False)
@@ -146,6 +153,6 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style) + self.bias.to(x.dtype)
         if skip is not None:
-            skip = upsample_rgb(skip, self.up_kernel)
+            skip = upsample_rgb(skip, self.up_kernel, self.padded)
             out = out + center_crop(skip, out.shape[-2], out.shape[-1])
         return out
