@@ -13,6 +13,7 @@ stream images of any size in memory bounded by one row of tiles.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -91,14 +92,19 @@ def centered_origin(width: int, height: int, lattice: int) -> tuple[int, int]:
 class Synthesizer:
     """Renders regions of canvases with a generator.
 
-    generator: a ``Generator`` (moved to ``device`` and cast to ``dtype`` here, eval mode).
+    generator: a ``Generator``; used as is when already on ``device`` in ``dtype``, else a converted
+    copy is made (the caller's module is never cast). Eval mode.
     """
 
     def __init__(self, generator: Generator, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32):
-        self.device = torch.device(device) if device is not None else next(generator.parameters()).device
+        p = next(generator.parameters())
+        self.device = torch.device(device) if device is not None else p.device
         self.dtype = dtype
-        self.generator = generator.to(device=self.device, dtype=dtype).eval()
+        if p.dtype != dtype or p.device != self.device:
+            # a converted copy: the caller's (float32) weights stay as they are
+            generator = copy.deepcopy(generator).to(device=self.device, dtype=dtype)
+        self.generator = generator.eval()
         self.geometry = generator.geometry
         self.cfg = generator.cfg
 

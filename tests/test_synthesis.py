@@ -162,3 +162,10 @@ def test_default_tiling_flops_close_to_one_shot(tiny_model):
     default = flops(synth.plan(region))
     one = flops(synth.plan(region, 4096))
     assert default <= 1.15 * one
+
+
+def test_reduced_precision_does_not_cast_the_callers_model(tiny_model):
+    before = {k: v.clone() for k, v in tiny_model.generator.state_dict().items()}
+    tiny_model.generate(seed=1, width=32, height=32, dtype="bfloat16")
+    after = tiny_model.generator.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], v) for k, v in before.items())
