@@ -97,13 +97,6 @@ class Geometry:
         """Pixels [start, stop) produced by zS cells [s, s + n)."""
         return self.lattice * s, self.lattice * s + self.ts_output_size(n)
 
-    def zs_cell_center_pixel(self, cell: float) -> float:
-        """Pixel position (pixel centres at integers) of the receptive centre of zS cell ``cell``.
-
-        Pixel p corresponds to cell p / 2^K + 2 - 2^(1-K) (centre of its receptive field).
-        """
-        return (cell - 2 + 2.0 ** (1 - self.n_up)) * self.lattice
-
 
 @dataclass(frozen=True)
 class PaddedGeometry:

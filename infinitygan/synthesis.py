@@ -287,15 +287,3 @@ class Synthesizer:
             rows.append(torch.cat(pieces, dim=2))
         return torch.cat(rows, dim=1)
 
-
-def tile_count(synth: Synthesizer, region: Region, tile: int | None) -> int:
-    return len(synth.plan(region, tile))
-
-
-def redundancy(synth: Synthesizer, region: Region, tile: int | None) -> float:
-    """Output pixels computed per region pixel at the last layer (1.0 = no margin work)."""
-    tiles = synth.plan(region, tile)
-    t = tiles[0]
-    P = synth.geometry.ts_output_size
-    return len(tiles) * P(t.rows) * P(t.cols) / (region.width * region.height)
-
