@@ -52,10 +52,7 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
     elif mode == "paper_patches":
         tiles, batch = synth.paper_plan(region), 1
     elif mode == "one_shot":
-        L = synth.geometry.lattice
-        span = max(-(-(region.x + width) // L) * L - (region.x // L) * L,
-                   -(-(region.y + height) // L) * L - (region.y // L) * L)
-        tiles, batch = synth.plan(region, span), 1
+        tiles, batch = synth.plan(region, synth.one_shot_tile(region)), 1
     else:
         raise ValueError(mode)
     cuda = synth.device.type == "cuda"

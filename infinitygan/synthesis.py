@@ -136,10 +136,8 @@ class Synthesizer:
 
     def plan(self, region: Region, tile: int | None = None) -> list[Tile]:
         """Tiles covering the region, in row-major order; all share one window size."""
-        T = self.tile_size(tile)
-        if self.geometry.padded:  # zero-padded baseline: not tileable, one forward for the region
-            L = self.geometry.lattice
-            T = max(ceil_div(region.width + region.x % L, L), ceil_div(region.height + region.y % L, L)) * L
+        # zero-padded baseline: not tileable, one forward for the region
+        T = self.one_shot_tile(region) if self.geometry.padded else self.tile_size(tile)
         rows, th = self._axis(region.y, region.height, T)
         cols, tw = self._axis(region.x, region.width, T)
         L, extra = self.geometry.lattice, ceil_div(self.geometry.shrink, self.geometry.lattice)
@@ -149,6 +147,12 @@ class Synthesizer:
             for cc, x0, x1 in cols:
                 tiles.append(Tile(bi, rc, cc, n_r, n_c, y0, y1, x0, x1, y0 - rc * L, x0 - cc * L))
         return tiles
+
+    def one_shot_tile(self, region: Region) -> int:
+        """The tile size that covers the whole region in one tile (its lattice-aligned span)."""
+        L = self.geometry.lattice
+        return max(ceil_div(region.x + region.width, L) * L - (region.x // L) * L,
+                   ceil_div(region.y + region.height, L) * L - (region.y // L) * L)
 
     def paper_plan(self, region: Region) -> list[Tile]:
         """The authors' scheme: 101-pixel patches (for paper-101) every 96 pixels."""
@@ -266,10 +270,7 @@ class Synthesizer:
 
     def render_one_shot(self, canvas: Canvas, region: Region) -> np.ndarray:
         """One forward pass for the whole region (the tile = region special case)."""
-        L = self.geometry.lattice
-        span = max(ceil_div(region.x + region.width, L) * L - (region.x // L) * L,
-                   ceil_div(region.y + region.height, L) * L - (region.y // L) * L)
-        return self.render(canvas, region, tile=span, batch=1)
+        return self.render(canvas, region, tile=self.one_shot_tile(region), batch=1)
 
     def render_tensor(self, canvas: Canvas, region: Region, tile: int | None = None) -> torch.Tensor:
         """Differentiable rendering (B=1 tiles, autograd enabled): (3, height, width) on device.
