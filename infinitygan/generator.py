@@ -67,7 +67,7 @@ class Generator(nn.Module):
 
     def forward(self, zg: torch.Tensor, zl: torch.Tensor, coords: torch.Tensor,
                 noises: Sequence[torch.Tensor | None] | None = None, styles: torch.Tensor | None = None,
-                zg_mix: torch.Tensor | None = None, mix_index=None, trace: dict | None = None) -> dict:
+                zg_mix: torch.Tensor | None = None, mix_index=None) -> dict:
         """Synthesize from explicit inputs.
 
         zg: (B or 1, zg_dim) raw global latent (modulates GS), or per pixel (B, zg_dim, H, W).
@@ -76,10 +76,10 @@ class Generator(nn.Module):
         styles: W+ (B or 1, n_styles, style_dim) or a per-slot list; default mapping(zg).
         Returns {"rgb": (B, 3, P, P'), "zs": (B, gs_ch, n, n')}.
         """
-        zs = self.structure(zg, zl, coords, trace)
+        zs = self.structure(zg, zl, coords)
         if styles is None:
             styles = self.styles(zg, zg_mix, mix_index)
         if noises is None:
             noises = self.random_noises(zs.shape[0], zs.shape[-2], zs.shape[-1], zs.device, zs.dtype)
-        rgb = self.texture(zs, styles, noises, trace)
+        rgb = self.texture(zs, styles, noises)
         return {"rgb": rgb, "zs": zs}

@@ -58,20 +58,34 @@ def stream_key(seed: int, stream: str) -> int:
     return int.from_bytes(digest, "little") & M32
 
 
+#: seeds of the two 32-bit hash lanes (see ``gaussian_field``)
+_LANE_A, _LANE_B = 0x3C6EF372, 0x6A09E667
+_COL_A, _COL_B = 0x510E527F, 0x1F83D9AB
+
+
 def gaussian_field(key: int, channels: int, rows: torch.Tensor, cols: torch.Tensor,
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """N(0, 1) values at every (channel, row, col) of a separable grid.
 
     rows: (H,) int64 positions, cols: (W,) int64 positions (any device). Returns (C, H, W).
     The value at a position depends only on (key, channel, row, col).
+
+    Every coordinate goes through the finalizer together with the others, on a 64-bit state:
+    two independent 32-bit lanes absorb (key, channel, row) and two more the column, and each
+    value is ``mix(mix(a_cr ^ a_col) ^ b_cr ^ b_col)``. Two (channel, row) keys, or two
+    columns, would have to collide on both lanes (2^-64 per pair) to repeat a whole row or
+    column of values; single values collide at the 2^-32 rate of any 32-bit draw.
     """
     dev = rows.device
     c = torch.arange(channels, dtype=torch.int64, device=dev)
-    hc = _absorb(torch.full_like(c, key), c)  # (C,)
-    hr = _absorb64(torch.full_like(rows, 0x9E3779B9), rows.to(torch.int64))  # (H,)
-    hq = _absorb64(torch.full_like(cols, 0x85EBCA77 & 0x7FFFFFFF), cols.to(torch.int64))  # (W,)
-    hcr = _mix((hc.view(-1, 1) ^ hr.view(1, -1)) & M32)  # (C, H)
-    h1 = _mix(hcr.unsqueeze(-1) ^ hq.view(1, 1, -1))  # (C, H, W); xor of 32-bit words stays 32-bit
+    rows, cols = rows.to(torch.int64), cols.to(torch.int64)
+    lanes = []
+    for seed in (_LANE_A, _LANE_B):
+        hc = _absorb(torch.full_like(c, _mix(key ^ seed)), c)  # (C,)
+        lanes.append(_absorb64(hc.view(-1, 1), rows.view(1, -1)).unsqueeze(-1))  # (C, H, 1)
+    qa = _absorb64(torch.full_like(cols, _COL_A), cols).view(1, 1, -1)  # (1, 1, W)
+    qb = _absorb64(torch.full_like(cols, _COL_B), cols).view(1, 1, -1)
+    h1 = _mix(_mix(lanes[0] ^ qa) ^ lanes[1] ^ qb)  # (C, H, W); xor of 32-bit words stays 32-bit
     h2 = _mix(h1 ^ 0x5BD1E995)
     # Box-Muller on 24-bit uniforms (exact in float32): u1 in (0, 1), u2 in [0, 1)
     u1 = ((h1 >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)

@@ -43,14 +43,11 @@ class StructureSynthesizer(nn.Module):
             in_ch = cfg.gs_channels
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, zg: torch.Tensor, zl: torch.Tensor, coords: torch.Tensor,
-                trace: dict | None = None) -> torch.Tensor:
+    def forward(self, zg: torch.Tensor, zl: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         x = zl
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             c = center_crop(coords, x.shape[-2], x.shape[-1]).to(x.dtype)
             if c.shape[0] != x.shape[0]:
                 c = c.expand(x.shape[0], -1, -1, -1)
             x = layer(torch.cat([x, c], dim=1), zg)
-            if trace is not None:
-                trace[f"gs{i}"] = x
         return x

@@ -272,19 +272,25 @@ class Synthesizer:
         """One forward pass for the whole region (the tile = region special case)."""
         return self.render(canvas, region, tile=self.one_shot_tile(region), batch=1)
 
-    def render_tensor(self, canvas: Canvas, region: Region, tile: int | None = None) -> torch.Tensor:
+    def render_tensor(self, canvas: Canvas, region: Region, tile: int | None = None,
+                      styles: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable rendering (B=1 tiles, autograd enabled): (3, height, width) on device.
 
-        Gradients flow into every override tensor of the canvas (zg, zl, noises), for inversion.
+        Gradients flow into every override tensor of the canvas (zg, zl, noises) and into
+        ``styles``, an optional W+ override (1, n_styles, style_dim) of mapping(zg) for GT (GS
+        still uses zg), for inversion.
         """
         tiles = self.plan(region, tile)
-        zg, styles = self.styles(canvas)
+        zg, w = self.styles(canvas)
+        if styles is not None:
+            if styles.dim() != 3 or styles.shape[0] != 1 or styles.shape[1] != self.generator.n_styles:
+                raise ValueError(f"styles must be (1, {self.generator.n_styles}, D), got {tuple(styles.shape)}")
+            w = styles.to(device=self.device, dtype=self.dtype)
         rows = []
         for band in range(tiles[-1].band + 1):
             pieces = []
             for t in (t for t in tiles if t.band == band):
-                img = self.forward_tiles(canvas, [t], zg, styles)[0]
+                img = self.forward_tiles(canvas, [t], zg, w)[0]
                 pieces.append(img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0])
             rows.append(torch.cat(pieces, dim=2))
         return torch.cat(rows, dim=1)
-

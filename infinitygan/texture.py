@@ -80,7 +80,7 @@ class TextureSynthesizer(nn.Module):
         return min(2 * k + 3, 2 * self.n_up)
 
     def forward(self, zs: torch.Tensor, styles: torch.Tensor | Sequence[torch.Tensor],
-                noises: Sequence[torch.Tensor | None] | None = None, trace: dict | None = None) -> torch.Tensor:
+                noises: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
         if isinstance(styles, torch.Tensor):
             if styles.dim() != 3 or styles.shape[1] != self.n_styles:
                 raise ValueError(f"styles must be (B, {self.n_styles}, D), got {tuple(styles.shape)}")
@@ -90,11 +90,7 @@ class TextureSynthesizer(nn.Module):
         x, rgb = zs, None
         for i, conv in enumerate(self.convs):
             x = conv(x, styles[i], noises[i])
-            if trace is not None:
-                trace[f"ts{i}"] = x
             if i % 2 == 1:
                 k = i // 2
                 rgb = self.to_rgbs[k](x, styles[self.rgb_slot(k)], rgb)
-                if trace is not None:
-                    trace[f"rgb{k}"] = rgb
         return rgb

@@ -8,6 +8,12 @@ from infinitygan.generator import Generator
 from infinitygan.geometry import Geometry
 
 
+def _record(trace: dict, name: str):
+    def hook(module, args, output):
+        trace[name] = output
+    return hook
+
+
 def _trace_shapes(preset: str, n: int):
     cfg = load_config(preset)
     g = cfg.generator
@@ -17,7 +23,12 @@ def _trace_shapes(preset: str, n: int):
         zl = torch.zeros(2, g.zl_dim, n + 2 * m, n + 2 * m)
         coords = torch.zeros(1, g.coords.channels, n + 2 * m, n + 2 * m)
         trace = {}
-        out = G(torch.zeros(2, g.zg_dim), zl, coords, trace=trace)
+        hooks = [layer.register_forward_hook(_record(trace, f"gs{i}")) for i, layer in enumerate(G.structure.layers)]
+        hooks += [conv.register_forward_hook(_record(trace, f"ts{i}")) for i, conv in enumerate(G.texture.convs)]
+        hooks += [rgb.register_forward_hook(_record(trace, f"rgb{k}")) for k, rgb in enumerate(G.texture.to_rgbs)]
+        out = G(torch.zeros(2, g.zg_dim), zl, coords)
+        for h in hooks:
+            h.remove()
     return cfg, zl, trace, out
 
 

@@ -62,3 +62,22 @@ def test_bad_paths(tmp_path, image):
         save_image(tmp_path / "missing" / "x.png", image)
     with pytest.raises(UserError, match="expected an"):
         save_image(tmp_path / "x.png", image[..., 0])
+
+
+def test_outputs_get_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    from infinitygan.io.images import save_image
+
+    img = np.zeros((16, 16, 3), np.float32)
+    old = os.umask(0o022)
+    try:
+        for ext in (".png", ".npy", ".tif"):
+            p = save_image(tmp_path / f"a{ext}", img)
+            assert stat.S_IMODE(p.stat().st_mode) == 0o644
+        os.umask(0o027)
+        p = save_image(tmp_path / "b.png", img)
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

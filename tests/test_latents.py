@@ -66,3 +66,19 @@ def test_scenery_coordinates():
     obj = coordinate_grid(CoordConfig(system="object"), torch.arange(3), torch.arange(2))
     assert obj.shape == (3, 3, 2) and obj.abs().max() == 0
     assert math.isclose(float(torch.tanh(torch.tensor(0.15 * 10))), 0.905148, rel_tol=1e-5)
+
+
+def test_a_lane_collision_does_not_repeat_a_row():
+    """Two (channel, row) keys built to collide on the first 32-bit hash lane still get
+    different rows of values: every coordinate is mixed on a 64-bit state (two lanes), so a
+    single 32-bit collision cannot copy a whole zl row along every column."""
+    from infinitygan.latents import _LANE_A, _absorb, _absorb64, _mix
+
+    key = stream_key(11, "zl")
+    hc = _absorb(torch.full((2,), _mix(key ^ _LANE_A), dtype=torch.int64), torch.arange(2))
+    r1, r2 = 0, int(hc[0] ^ hc[1])  # channel 0 row r1 and channel 1 row r2 share lane A
+    a1 = _absorb64(hc[0:1], torch.tensor([r1]))
+    a2 = _absorb64(hc[1:2], torch.tensor([r2]))
+    assert torch.equal(a1, a2)
+    field = gaussian_field(key, 2, torch.tensor([r1, r2]), torch.arange(64))
+    assert (field[0, 0] - field[1, 1]).abs().min() > 0  # no column agrees
