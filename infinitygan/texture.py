@@ -59,6 +59,8 @@ class TextureSynthesizer(nn.Module):
       each (1 or B, style_dim) or per pixel (B, style_dim, H, W) at that layer's input size.
     noises: list of 2K tensors (1 or B, 1, H_i, W_i) matching each conv's output, or None
       entries for no noise.
+    rgb_styles: optional K styles, one per ToRGB (instead of slot ``rgb_slot(k)``): per-pixel
+      styles of a ToRGB live on its own input lattice, not on the conv's sharing its slot.
     padded: zero-padded StyleGAN2 convs (n -> 2^K n pixels): the stylegan2-nci baseline only.
     """
 
@@ -80,7 +82,8 @@ class TextureSynthesizer(nn.Module):
         return min(2 * k + 3, 2 * self.n_up)
 
     def forward(self, zs: torch.Tensor, styles: torch.Tensor | Sequence[torch.Tensor],
-                noises: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+                noises: Sequence[torch.Tensor | None] | None = None,
+                rgb_styles: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         if isinstance(styles, torch.Tensor):
             if styles.dim() != 3 or styles.shape[1] != self.n_styles:
                 raise ValueError(f"styles must be (B, {self.n_styles}, D), got {tuple(styles.shape)}")
@@ -92,5 +95,6 @@ class TextureSynthesizer(nn.Module):
             x = conv(x, styles[i], noises[i])
             if i % 2 == 1:
                 k = i // 2
-                rgb = self.to_rgbs[k](x, styles[self.rgb_slot(k)], rgb)
+                st = styles[self.rgb_slot(k)] if rgb_styles is None else rgb_styles[k]
+                rgb = self.to_rgbs[k](x, st, rgb)
         return rgb

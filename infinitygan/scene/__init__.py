@@ -1,0 +1,2 @@
+"""Steering the infinite canvas (paper Section 4.3): spatial style fusion, cyclic panoramas and
+regional resampling, described by one ``Scene``."""
