@@ -73,6 +73,25 @@ def canvas_coords(cfg: CoordConfig, row0: int, rows: int, col0: int, cols: int,
     return coordinate_grid(cfg, 2 * (r - HORIZON_ROW), q, dtype=dtype)
 
 
+def cyclic_turns(cfg: CoordConfig, period: int) -> int:
+    """Whole turns of the horizontal phase per cyclic period of ``period`` cells."""
+    return max(1, round(period / cfg.period))
+
+
+def cyclic_coords(cfg: CoordConfig, period: int, row0: int, rows: int, col0: int, cols: int,
+                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """canvas_coords with the horizontal phase periodic in ``period`` cells: m = cyclic_turns
+    whole turns per period, phase pi (2 ((m q) mod period) / period - 1) in exact integer
+    arithmetic (the horizontal coordinate period becomes period / m cells). (C, rows, cols)."""
+    out = canvas_coords(cfg, row0, rows, col0, cols, dtype=torch.float64, device=device)
+    if cfg.system != "object":
+        q = torch.remainder(torch.arange(cols, dtype=torch.int64, device=device) + col0, period)
+        ang = _periodic_angle(q * cyclic_turns(cfg, period), period)
+        out[-2] = torch.cos(ang).view(1, -1)  # the horizontal cos / sin are the last two channels
+        out[-1] = torch.sin(ang).view(1, -1)
+    return out.to(dtype)
+
+
 def official_test_grid(cfg: CoordConfig, rows: int, cols: int, coord_init: tuple[int, int] = (0, 0),
                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The authors' test-time grid for a canvas of rows x cols zl cells (centred vertically).

@@ -120,6 +120,23 @@ def _paste(field_: torch.Tensor, row0: int, col0: int, overrides: list[Override]
     return out
 
 
+@dataclass(frozen=True)
+class Reseed:
+    """A region whose zl and noise are those of another ``seed`` (regional resampling).
+
+    ranges[l] = (row0, row1, col0, col1): the region's half-open index ranges on lattice level
+    l (0: latent cells, zl; l >= 1: the output lattice of GT convs 2l - 2 and 2l - 1).
+    """
+
+    seed: int
+    ranges: tuple[tuple[int, int, int, int], ...]
+
+
+def noise_level(layer: int) -> int:
+    """Lattice level of the noise of GT conv ``layer`` (two convs per upsampling stage)."""
+    return layer // 2 + 1
+
+
 @dataclass
 class Canvas:
     """All random inputs of one infinite image.
@@ -127,6 +144,11 @@ class Canvas:
     seed: the image's seed. zg_dim / zl_dim: latent sizes of the model. Optional overrides:
     ``global_latent`` (zg_dim,), ``local_overrides`` (rectangles of zl, cell lattice) and
     ``noise_overrides[layer]`` (rectangles of one GT layer's noise, that layer's lattice).
+
+    Steering (``infinitygan.scene``): ``period`` makes every input periodic in x with that many
+    latent cells (2^l times as many positions on lattice level l, coordinates included; see
+    ``coords``); ``reseeds`` take zl and noise of regions from other seeds. With neither, the
+    values are those of the plain hash.
     """
 
     seed: int
@@ -135,6 +157,8 @@ class Canvas:
     global_latent: torch.Tensor | None = None
     local_overrides: list[Override] = field(default_factory=list)
     noise_overrides: dict[int, list[Override]] = field(default_factory=dict)
+    period: int | None = None
+    reseeds: list[Reseed] = field(default_factory=list)
 
     def zg(self, device="cpu", dtype=torch.float32) -> torch.Tensor:
         """The global latent, (1, zg_dim)."""
@@ -147,18 +171,49 @@ class Canvas:
     def zl(self, row0: int, rows: int, col0: int, cols: int, device="cpu",
            dtype=torch.float32) -> torch.Tensor:
         """Local latents of cells [row0, row0 + rows) x [col0, col0 + cols): (zl_dim, rows, cols)."""
-        r = torch.arange(rows, dtype=torch.int64, device=device) + row0
-        q = torch.arange(cols, dtype=torch.int64, device=device) + col0
-        out = gaussian_field(stream_key(self.seed, "zl"), self.zl_dim, r, q, dtype)
+        out = self._field("zl", 0, self.zl_dim, row0, rows, col0, cols, device, dtype)
         return _paste(out, row0, col0, self.local_overrides)
 
     def noise(self, layer: int, row0: int, rows: int, col0: int, cols: int, device="cpu",
               dtype=torch.float32) -> torch.Tensor:
         """Noise of GT conv ``layer`` on its own lattice: (1, rows, cols)."""
+        out = self._field(f"noise{layer}", noise_level(layer), 1, row0, rows, col0, cols, device, dtype)
+        return _paste(out, row0, col0, self.noise_overrides.get(layer, []))
+
+    def _field(self, stream: str, level: int, channels: int, row0: int, rows: int, col0: int, cols: int,
+               device, dtype) -> torch.Tensor:
+        """Hashed values of a stream on lattice ``level``, with the period and reseeds applied."""
         r = torch.arange(rows, dtype=torch.int64, device=device) + row0
         q = torch.arange(cols, dtype=torch.int64, device=device) + col0
-        out = gaussian_field(stream_key(self.seed, f"noise{layer}"), 1, r, q, dtype)
-        return _paste(out, row0, col0, self.noise_overrides.get(layer, []))
+        per = None if self.period is None else self.period * 2 ** level
+        if per is not None:
+            q = torch.remainder(q, per)
+        out = gaussian_field(stream_key(self.seed, stream), channels, r, q, dtype)
+        for rs in self.reseeds:
+            a, b, c, d = rs.ranges[level]
+            rm = (r >= a) & (r < b)
+            cm = (torch.remainder(q - c, per) < d - c) if per is not None else (q >= c) & (q < d)
+            if not (bool(rm.any()) and bool(cm.any())):
+                continue
+            ri, ci = torch.nonzero(rm).flatten(), torch.nonzero(cm).flatten()
+            out[:, ri[:, None], ci[None, :]] = gaussian_field(stream_key(rs.seed, stream), channels, r[ri], q[ci], dtype)
+        return out
+
+    def coords(self, cfg, row0: int, rows: int, col0: int, cols: int, device="cpu",
+               dtype=torch.float32) -> torch.Tensor:
+        """Coordinates of latent cells [row0, +rows) x [col0, +cols): (C, rows, cols).
+
+        With a ``period`` that is a multiple of the model's horizontal coordinate period the
+        coordinates are the plain ones (natively periodic). Otherwise the horizontal phase
+        makes m = max(1, round(period / cfg.period)) whole turns per period: the coordinate
+        period is rescaled to period / m cells (within a factor 4/3 of the trained one from
+        period >= 1.5 cfg.period on; shorter panoramas make one turn, faster than trained).
+        """
+        from .coords import canvas_coords, cyclic_coords
+
+        if self.period is None or cfg.system == "object" or self.period % cfg.period == 0:
+            return canvas_coords(cfg, row0, rows, col0, cols, dtype=dtype, device=device)
+        return cyclic_coords(cfg, self.period, row0, rows, col0, cols, dtype=dtype, device=device)
 
     def override_zl(self, row0: int, col0: int, values: torch.Tensor) -> None:
         """Replace zl at cells [row0, row0 + h) x [col0, col0 + w) by values (zl_dim, h, w)."""

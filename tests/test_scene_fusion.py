@@ -25,13 +25,24 @@ def render_fused(synth, canvas, fusion, region, tile, batch=1):
     with torch.no_grad():
         for i in range(0, len(tiles), batch):
             chunk = tiles[i: i + batch]
-            zl, coords, noises = synth._inputs(canvas, chunk)
+            zl, coords, noises = inputs(synth, canvas, chunk)
             wins = [(t.row_cell, t.rows, t.col_cell, t.cols) for t in chunk]
             rgb = fused_forward(synth.generator, fusion, zg, wplus, zl, coords, noises, wins).numpy()
             for t, img in zip(chunk, rgb):
                 piece = img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0]
                 out[t.y0 - region.y: t.y1 - region.y, t.x0 - region.x: t.x1 - region.x] = piece.transpose(1, 2, 0)
     return out
+
+
+def inputs(synth, canvas, tiles):
+    """zl, coordinates (from the canvas: periodic when it is) and noises of tiles."""
+    m = synth.geometry.gs_margin
+    zl, coords = [], []
+    for t in tiles:
+        r0, c0, H, W = t.row_cell - m, t.col_cell - m, t.rows + 2 * m, t.cols + 2 * m
+        zl.append(canvas.zl(r0, H, c0, W))
+        coords.append(canvas.coords(synth.cfg.coords, r0, H, c0, W))
+    return torch.stack(zl), torch.stack(coords), synth._noises(canvas, tiles)
 
 
 def brute_weights(fld: StyleField, y0, h, x0, w):

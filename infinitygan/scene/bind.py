@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
-from ..latents import Canvas
+from ..latents import Canvas, Reseed
 from .calibration import Calibration
 from .field import Point, StyleField
 from .fusion import Fusion
@@ -57,3 +57,41 @@ def build_fusion(scene: Scene, generator, device: torch.device | str = "cpu",
         wplus = generator.styles(zg.to(device=gen_dev.device, dtype=gen_dev.dtype)).to(device=device, dtype=dtype)
     rgb_slots = [generator.texture.rgb_slot(k) for k in range(geo.n_up)]
     return Fusion(fld, Calibration(geo), zg, wplus, rgb_slots)
+
+
+def build_canvas(scene: Scene, generator) -> Canvas:
+    """The scene's canvas: local latents and noise of ``scene.seed``, its resampled regions and
+    period, on the generator's lattices."""
+    cfg, geo = generator.cfg, generator.geometry
+    period = None
+    if scene.cyclic is not None:
+        if geo.padded:
+            raise UserError("cyclic panoramas need a padding-free generator (not the stylegan2-nci baseline)")
+        if scene.cyclic % geo.lattice or scene.cyclic < 2 * geo.lattice:
+            raise UserError(f"the cyclic period must be a multiple of the model's lattice ({geo.lattice} px) "
+                            f"and at least {2 * geo.lattice} px, got {scene.cyclic}")
+        period = scene.cyclic // geo.lattice
+    cal = Calibration(geo)
+    reseeds = []
+    for i, a in enumerate(scene.resample):
+        if scene.cyclic is not None and a.width > scene.cyclic:
+            raise UserError(f"resampled region {i + 1} is wider ({a.width} px) than the cyclic period {scene.cyclic}")
+        for j, b in enumerate(scene.resample[:i]):
+            if _rects_overlap(a, b, scene.cyclic):
+                raise UserError(f"resampled regions {j + 1} and {i + 1} overlap; overlapping definitions cannot be resolved")
+        ranges = []
+        for lev in range(geo.n_up + 1):
+            r0, r1 = cal.index_range(lev, a.y, a.y + a.height)
+            c0, c1 = cal.index_range(lev, a.x, a.x + a.width)
+            ranges.append((r0, r1, c0, c1))
+        reseeds.append(Reseed(int(a.seed), tuple(ranges)))
+    return Canvas(int(scene.seed), cfg.zg_dim, cfg.zl_dim, period=period, reseeds=reseeds)
+
+
+def _rects_overlap(a, b, period: int | None) -> bool:
+    if a.y + a.height <= b.y or b.y + b.height <= a.y:
+        return False
+    if period is None:
+        return a.x < b.x + b.width and b.x < a.x + a.width
+    start = (b.x - a.x) % period  # b's start, from a's start, around the circle
+    return start < a.width or start + b.width > period
