@@ -108,19 +108,20 @@ def init_model(preset: str = "tiny", seed: int = 0) -> Model:
 
 
 def load_model(path: str | Path | None = None) -> Model:
-    """Load a model file, a training run directory (newest G_ema), or the bundled model (None)."""
+    """Load a model file, a training checkpoint or run directory (newest readable G_ema), or the
+    bundled model (None). Refuses (UserError) files whose weights are not all finite."""
+    from .io.runs import generator_state, load_model_or_run
+
     if path is None:
         from .bundled import bundled_model_path
 
         path = bundled_model_path()
-    path = Path(path)
-    if path.is_dir():
-        from .bundled import newest_model_in_run
-
-        path = newest_model_in_run(path)
-    state, cfg, meta = load_model_file(path)
-    if meta.get("kind") == "training-checkpoint":
-        state = {k[len("g_ema."):]: v for k, v in state.items() if k.startswith("g_ema.")}
+    path, state, cfg, meta = load_model_or_run(path)
+    state = generator_state(state, meta)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}); "
+                        "the model is unusable")
     gen = build_generator(cfg)
     missing, unexpected = _load_state(gen, state)
     if missing or unexpected:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
+import warnings
 
 import click
 
@@ -97,31 +97,13 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
     click.echo(json.dumps(res))
 
 
-@cli.command("convert-official")
-@click.argument("checkpoint", type=click.Path())
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model file to write")
-def convert_official(checkpoint, out):
-    """Convert a checkpoint of the authors' code (its g_ema) into our model format."""
-    from .api import Model
-    from .official import load_official
-
-    gen, cfg = load_official(checkpoint)
-    path = Model(gen, cfg).save(out)
-    click.echo(f"wrote {path} (zg {cfg.generator.zg_dim}, zl {cfg.generator.zl_dim}, "
-               f"GT {cfg.generator.ts_channels[0]} ch, {cfg.generator.n_up} stages)")
-
-
-@cli.command()
-@click.argument("target", type=click.Path())
-def info(target):
-    """Print a JSON summary of a model file, training checkpoint or run directory."""
-    from .info import describe
-
-    click.echo(json.dumps(describe(Path(target))))
-
-
 def _register_optional():
-    """Subcommands that live in other modules (training, data, metrics)."""
+    """Subcommands that live in other modules (model info, presets, the authors' checkpoints,
+    training, data, metrics)."""
+    from . import info, official, presets
+
+    for module in (info, official, presets):
+        module.register(cli)
     try:
         from .training.cli import register
     except ImportError:
@@ -132,7 +114,20 @@ def _register_optional():
 _register_optional()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: one line each, no source location."""
+    click.echo(f"infinitygan: warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="infinitygan", standalone_mode=False)
     except UserError as e:

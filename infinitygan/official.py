@@ -1,9 +1,10 @@
 """The authors' checkpoint format <-> ours.
 
-Their ``train.py`` saves ``torch.save({'iter', 'best_fid', 'g', 'd', 'g_ema', 'g_optim', ...})``;
-``g_ema`` holds the key families listed in the facts file (``structure_synthesizer.implicit_model
-.conv_stack.{i}.conv.conv.*``, ``texture_synthesizer.{mapping,convs,to_rgbs}.*``). We load it with
-``weights_only=True`` (plain tensors only), infer every width from the tensors and rename.
+Their ``train.py`` saves ``torch.save({'iter', 'best_fid', 'g', 'd', 'g_ema', 'g_optim', 'd_optim',
+'mean_path_lengths'})``; ``g_ema`` holds the key families listed in the facts file
+(``structure_synthesizer.implicit_model.conv_stack.{i}.conv.conv.*``,
+``texture_synthesizer.{mapping,convs,to_rgbs}.*``). We load it with ``weights_only=True``
+(tensors, containers and numpy scalars only), infer every width from the tensors and rename.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import warnings
 from pathlib import Path
 
+import click
 import torch
 
 from .config import CoordConfig, GeneratorConfig, ModelConfig
@@ -25,23 +27,76 @@ _IGNORED = re.compile(rf"^{TS}\.(const_z\.input|noises\.noise_\d+|convs\.\d+\.co
                       rf"to_rgbs\.\d+\.upsample\.kernel)$")
 
 
-def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``g_ema`` state dict of an authors' checkpoint (or a bare state dict)."""
+def _numpy_safe_globals() -> list:
+    """The only non-tensor globals their files need: numpy scalars (``best_fid`` is a numpy
+    float64) and the numeric dtypes that describe them. None of them can run code."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    allowed = [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    dtypes = getattr(np, "dtypes", None)
+    for name in ("Float16DType", "Float32DType", "Float64DType", "Int8DType", "Int16DType", "Int32DType",
+                 "Int64DType", "UInt8DType", "UInt16DType", "UInt32DType", "UInt64DType", "BoolDType"):
+        if dtypes is not None and hasattr(dtypes, name):
+            allowed.append(getattr(dtypes, name))
+    return allowed
+
+
+def _refusal(path: Path, e: Exception) -> UserError:
+    """One line for a file torch.load(weights_only=True) would not load."""
+    import pickle
+
+    text = str(e)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if isinstance(e, pickle.UnpicklingError) and m:
+        return UserError(f"refused {path}: it contains objects other than tensors and numbers ({m.group(1)}) "
+                         "that could run arbitrary code when loaded, so it was not loaded")
+    if isinstance(e, pickle.UnpicklingError):
+        return UserError(f"refused {path}: not a plain PyTorch checkpoint (its pickle holds unsupported "
+                         "instructions), so it was not loaded")
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return UserError(f"cannot read {path} as a PyTorch checkpoint (truncated or another format): {first}")
+
+
+def read_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(``g_ema`` state dict, what else the file held) of an authors' checkpoint.
+
+    Their ``train.py`` saves ``{"iter", "best_fid", "g", "d", "g_ema", "g_optim", "d_optim",
+    "mean_path_lengths"}`` (``best_fid`` a numpy float64); a bare ``g_ema`` state dict is
+    accepted too. Loaded with ``weights_only=True`` and an allowlist of numpy scalar types, so
+    a file holding anything that could run code is refused. The second value is
+    ``{"keys": [top-level keys], "iter": int | None, "best_fid": float | None}``.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle refusing non-tensor objects, truncated files, ...
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {path} as a plain-tensor checkpoint (weights_only): {msg}") from None
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # refused globals, truncated files, other formats
+        raise _refusal(path, e) from None
+    info: dict = {"keys": [], "iter": None, "best_fid": None}
     if isinstance(obj, dict) and "g_ema" in obj:
+        info["keys"] = sorted(str(k) for k in obj)
+        for k, cast in (("iter", int), ("best_fid", float)):
+            try:
+                info[k] = cast(obj[k]) if k in obj else None
+            except (TypeError, ValueError):
+                info[k] = None
         obj = obj["g_ema"]
     if not isinstance(obj, dict) or not any(str(k).startswith(TS) for k in obj):
         raise UserError(f"{path} is not an InfinityGAN checkpoint of the authors' code (no 'g_ema' generator)")
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path}: the generator state holds non-tensor entries")
-    return obj
+    return obj, info
+
+
+def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``g_ema`` state dict of an authors' checkpoint (or of a bare state dict)."""
+    return read_official_checkpoint(path)[0]
 
 
 def _count(state, pattern: str) -> int:
@@ -117,9 +172,14 @@ def convert_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_official(path: str | Path) -> tuple[Generator, ModelConfig]:
     """Build our generator from an authors' checkpoint (float32, eval mode)."""
-    state = read_official_state(path)
+    return load_official_with_info(path)[:2]
+
+
+def load_official_with_info(path: str | Path) -> tuple[Generator, ModelConfig, dict]:
+    """``load_official`` plus what else the file held (see ``read_official_checkpoint``)."""
+    state, info = read_official_checkpoint(path)
     cfg = infer_config(state, name=Path(path).stem)
-    return generator_from_official_state(state, cfg), cfg
+    return generator_from_official_state(state, cfg), cfg, info
 
 
 def generator_from_official_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> Generator:
@@ -135,3 +195,25 @@ def generator_from_official_state(state: dict[str, torch.Tensor], cfg: ModelConf
         raise UserError(f"shape mismatch for {k}: checkpoint {tuple(ours[k].shape)} vs model {tuple(own[k].shape)}")
     g.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
     return g.eval()
+
+
+@click.command("convert-official")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="model file to write (.safetensors)")
+def convert_official_cmd(checkpoint, out):
+    """Convert a checkpoint of the authors' code (its g_ema) into our model format."""
+    from .api import Model
+
+    gen, cfg, info = load_official_with_info(checkpoint)
+    path = Model(gen, cfg).save(out)
+    g = cfg.generator
+    click.echo(f"wrote {path} (zg {g.zg_dim}, zl {g.zl_dim}, GT {g.ts_channels[0]} ch, {g.n_up} stages)")
+    if info["keys"]:
+        others = [k for k in info["keys"] if k != "g_ema"]
+        fid = "n/a" if info["best_fid"] is None else f"{info['best_fid']:.4g}"
+        it = "n/a" if info["iter"] is None else info["iter"]
+        click.echo(f"source: iteration {it}, best FID {fid}; kept g_ema, ignored {', '.join(others) or 'nothing'}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(convert_official_cmd)

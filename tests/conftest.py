@@ -16,6 +16,25 @@ def official_fixture_dir() -> Path:
     return Path(os.environ.get("INFINITYGAN_OFFICIAL_FIXTURE", REPO.parent / "shared" / "fixtures" / "official"))
 
 
+def fixtures_required() -> bool:
+    """True under CI (CI set to anything but "", 0 or false) or INFINITYGAN_REQUIRE_FIXTURES=1:
+    then a missing fixture fails the run instead of skipping its tests."""
+    ci = os.environ.get("CI", "").strip().lower()
+    return ci not in ("", "0", "false") or os.environ.get("INFINITYGAN_REQUIRE_FIXTURES", "") == "1"
+
+
+def official_fixture(name: str) -> Path:
+    """Path of a file of the authors' fixture; skips the test when it is missing (fails instead
+    when fixtures are required, see ``fixtures_required``)."""
+    path = official_fixture_dir() / name
+    if not path.is_file():
+        msg = f"official fixture {name} not found in {path.parent}"
+        if fixtures_required():
+            pytest.fail(f"{msg} (required under CI / INFINITYGAN_REQUIRE_FIXTURES=1)", pytrace=False)
+        pytest.skip(msg)
+    return path
+
+
 def randomize_constants(gen: torch.nn.Module, seed: int = 0) -> None:
     """Give constant-initialised parameters (noise weights, biases) random values, so that every
     input (noise included) visibly affects the output in tests."""

@@ -1,4 +1,4 @@
-"""The CLI contract: init, generate, bench, convert-official, info; bad input -> one line, exit 2."""
+"""The CLI contract: init, generate, bench, convert-official, info, presets; bad input -> one line, exit 2."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from PIL import Image
 
 from infinitygan.cli import main
 
-from conftest import official_fixture_dir
+from conftest import official_fixture
 
 
 def run(capsys, *args):
@@ -76,7 +76,8 @@ def _one_line_error(rc, err, needle):
     (["generate", "--model", "{model}", "--dtype", "float8", "--out", "{tmp}/x.png"], "dtype"),
     (["generate", "--model", "{model}", "--device", "cuda:0", "--out", "{tmp}/x.png"], "CUDA"),
     (["generate", "--model", "{model}", "--widht", "3", "--out", "{tmp}/x.png"], "No such option"),
-    (["convert-official", "{garbage}", "--out", "{tmp}/y.safetensors"], "plain-tensor"),
+    (["convert-official", "{garbage}", "--out", "{tmp}/y.safetensors"], "refused"),
+    (["init", "--preset", "tiny", "--out", "{tmp}/model.png"], "must be named *.safetensors"),
     (["bench", "--model", "{model}", "--modes", "fast"], "unknown bench mode"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, capsys, tiny_model_file, args, needle):
@@ -109,17 +110,22 @@ def test_unwritable_output(tmp_path, capsys, tiny_model_file):
 
 
 def test_convert_official_and_info(tmp_path, capsys):
-    ckpt = official_fixture_dir() / "official_tiny_g_ema.pth.tar"
-    if not ckpt.is_file():
-        pytest.skip("no official fixture")
+    import torch
+
+    ckpt = official_fixture("official_tiny_g_ema.pth.tar")
+    cases = torch.load(official_fixture("official_tiny_cases.pt"), weights_only=True)
+    listing = json.loads(official_fixture("g_ema_keys_tiny.json").read_text())
     out = tmp_path / "off.safetensors"
     rc, _, err = run(capsys, "convert-official", ckpt, "--out", out)
     assert rc == 0, err
     rc, text, _ = run(capsys, "info", out)
     info = json.loads(text)
-    assert info["config"]["generator"]["zg_dim"] == 32
-    # the authors' 152,784 parameters include their unused constant input (1, zl_dim, 4, 4)
-    assert info["parameters"]["generator"] == 152_784 - 16 * 4 * 4
+    assert info["config"]["generator"]["zg_dim"] == cases["A_global_latent"].shape[-1]
+    assert info["config"]["generator"]["zl_dim"] == cases["A_local_latent"].shape[1]
+    # their parameter count includes their unused constant input, which we do not have
+    const = [shape for k, shape, _ in listing["keys"] if k.endswith("const_z.input")]
+    assert len(const) == 1
+    assert info["parameters"]["generator"] == listing["num_parameters"] - int(np.prod(const[0]))
     rc, _, err = run(capsys, "generate", "--model", out, "--width", 64, "--height", 32, "--out",
                      tmp_path / "o.png", "--quiet")
     assert rc == 0, err
@@ -145,3 +151,45 @@ def test_python_m_entry_point(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown preset" in r.stderr
     r = subprocess.run([sys.executable, "-m", "infinitygan", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "generate" in r.stdout
+
+
+def test_presets_command_lists_every_preset(capsys):
+    from infinitygan.config import list_presets
+
+    rc, out, err = run(capsys, "presets")
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == list_presets()
+    assert all(len(ln.split(None, 1)) == 2 for ln in lines)  # every preset has a description
+    assert "tiny" in list_presets() and "paper-101" in list_presets()
+
+
+def test_info_without_argument_describes_the_bundled_model(capsys):
+    from infinitygan.bundled import BUNDLED_MODEL
+
+    rc, out, err = run(capsys, "info")
+    assert rc == 0, err
+    info = json.loads(out)
+    assert info["bundled"] is True and info["path"] == str(BUNDLED_MODEL) and info["kind"] == "model"
+    assert info["parameters"]["generator"] > 0
+
+
+def test_non_finite_weights_are_refused(tmp_path, capsys, tiny_model):
+    import torch
+
+    from infinitygan.io.checkpoint import save_model_file
+
+    state = {k: v.clone() for k, v in tiny_model.generator.state_dict().items()}
+    key = next(k for k in state if k.endswith("weight"))
+    state[key].view(-1)[3] = float("nan")
+    path = save_model_file(tmp_path / "nan.safetensors", state, tiny_model.config)
+    rc, _, err = run(capsys, "generate", "--model", path, "--width", 16, "--height", 16, "--out", tmp_path / "x.png")
+    _one_line_error(rc, err, "NaN or infinite")
+    assert key in err and not (tmp_path / "x.png").exists()
+
+
+def test_truncated_model_file_is_one_line(tmp_path, capsys, tiny_model_file):
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(tiny_model_file.read_bytes()[:-1000])
+    rc, _, err = run(capsys, "generate", "--model", bad, "--width", 16, "--height", 16, "--out", tmp_path / "x.png")
+    _one_line_error(rc, err, "truncated or corrupt")

@@ -2,11 +2,14 @@
 
 The fixture folder comes from $INFINITYGAN_OFFICIAL_FIXTURE (default ../shared/fixtures/official);
 every width, batch size and position is read from its files, so other fixtures made the same
-way pass the same tests.
+way pass the same tests. A missing fixture skips its tests, or fails them under CI /
+INFINITYGAN_REQUIRE_FIXTURES=1 (``conftest.official_fixture``). The format tests at the end
+(full training checkpoints, malicious pickles) do not need the fixture.
 """
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,25 +18,29 @@ import torch
 from infinitygan.coords import HORIZON_ROW, canvas_coords, official_test_grid
 from infinitygan.latents import Canvas
 from infinitygan.nn import blur_kernel_121
-from infinitygan.official import load_official, infer_config, generator_from_official_state
+from infinitygan.cli import main
+from infinitygan.errors import UserError
+from infinitygan.official import generator_from_official_state, infer_config, load_official
 from infinitygan.synthesis import Region, Synthesizer
 
-from conftest import official_fixture_dir
+from conftest import official_fixture
 
-FIX = official_fixture_dir()
-pytestmark = pytest.mark.skipif(not (FIX / "official_tiny_cases.pt").is_file(),
-                                reason=f"official fixture not found in {FIX}")
 TOL32 = 1e-4
 
 
 @pytest.fixture(scope="module")
 def cases():
-    return torch.load(FIX / "official_tiny_cases.pt", weights_only=True)
+    return torch.load(official_fixture("official_tiny_cases.pt"), weights_only=True)
 
 
 @pytest.fixture(scope="module")
 def official():
-    return load_official(FIX / "official_tiny_g_ema.pth.tar")
+    return load_official(official_fixture("official_tiny_g_ema.pth.tar"))
+
+
+@pytest.fixture(scope="module")
+def official_g_ema():
+    return torch.load(official_fixture("official_tiny_g_ema.pth.tar"), weights_only=True)["g_ema"]
 
 
 def _noises(cases, prefix, dtype):
@@ -148,7 +155,7 @@ def test_full_size_listing_loads_into_paper_101(tmp_path):
     """A checkpoint with the authors' full-size key listing loads into paper-101 and generates."""
     from infinitygan.config import load_config
 
-    listing = json.loads((FIX / "g_ema_keys_full.json").read_text())
+    listing = json.loads(official_fixture("g_ema_keys_full.json").read_text())
     g = torch.Generator().manual_seed(0)
     state = {k: torch.randn(shape, generator=g) * 0.05 for k, shape, _ in listing["keys"]}
     for k in state:
@@ -167,21 +174,8 @@ def test_full_size_listing_loads_into_paper_101(tmp_path):
     assert img.shape == (20, 24, 3) and np.isfinite(img).all()
 
 
-def test_refuses_pickled_objects(tmp_path):
-    import argparse
-
-    from infinitygan.errors import UserError
-
-    path = tmp_path / "evil.pt"
-    torch.save({"g_ema": argparse.Namespace(a=1)}, path)
-    with pytest.raises(UserError, match="plain-tensor"):
-        load_official(path)
-
-
-def test_unexpected_and_missing_keys_reported(official, tmp_path):
-    from infinitygan.errors import UserError
-
-    state = torch.load(FIX / "official_tiny_g_ema.pth.tar", weights_only=True)["g_ema"]
+def test_unexpected_and_missing_keys_reported(official_g_ema):
+    state = official_g_ema
     cfg = infer_config(state)
     extra = dict(state, **{"texture_synthesizer.bogus.weight": torch.zeros(1)})
     with pytest.raises(UserError, match="unexpected key"):
@@ -189,3 +183,77 @@ def test_unexpected_and_missing_keys_reported(official, tmp_path):
     fewer = {k: v for k, v in state.items() if "to_rgbs.2.bias" not in k}
     with pytest.raises(UserError, match="lacks"):
         generator_from_official_state(fewer, cfg)
+
+
+# ------------------------------------------------------------------ the authors' file format
+def run_cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_full_training_checkpoint_converts_like_g_ema_alone(official_g_ema, tmp_path, capsys):
+    """Their train.py's whole dict (numpy float64 best_fid, optimizers, D) converts to exactly
+    what a file holding g_ema alone converts to, and the rest is reported."""
+    g_ema = official_g_ema
+    full = {"iter": 123456, "best_fid": np.float64(17.25), "g": g_ema, "d": {"w": torch.zeros(2)},
+            "g_ema": g_ema, "g_optim": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2)}},
+                                       "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99), "params": [0]}]},
+            "d_optim": {"state": {}, "param_groups": []}, "mean_path_lengths": torch.tensor([0.5])}
+    torch.save(full, tmp_path / "full.pt")
+    torch.save({"g_ema": g_ema}, tmp_path / "alone.pt")
+    rc, out, err = run_cli(capsys, "convert-official", tmp_path / "full.pt", "--out", tmp_path / "full.safetensors")
+    assert rc == 0, err
+    assert "iteration 123456" in out and "best FID 17.25" in out
+    for k in ("d", "d_optim", "g", "g_optim", "mean_path_lengths"):
+        assert k in out.splitlines()[-1]
+    assert run_cli(capsys, "convert-official", tmp_path / "alone.pt", "--out", tmp_path / "alone.safetensors")[0] == 0
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "full.safetensors")), load_file(str(tmp_path / "alone.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _RunsAShell:
+    """A pickle whose loading would call os.system (the classic malicious checkpoint)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["g_ema", "best_fid"])
+def test_malicious_pickle_is_refused(tmp_path, capsys, where):
+    marker = tmp_path / "pwned"
+    obj = {"iter": 1, "best_fid": np.float64(3.0), "g_ema": {"texture_synthesizer.x": torch.zeros(1)}}
+    obj[where] = _RunsAShell(marker)
+    path = tmp_path / "evil.pth.tar"
+    torch.save(obj, path)
+    rc, _, err = run_cli(capsys, "convert-official", path, "--out", tmp_path / "out.safetensors")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err
+    assert "refused" in lines[0] and "could run arbitrary code" in lines[0]
+    assert "weights_only=False" not in err and "weights_only` set to `False" not in err
+    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_other_pickled_objects_are_refused(tmp_path):
+    import argparse
+
+    path = tmp_path / "ns.pt"
+    torch.save({"g_ema": argparse.Namespace(a=1)}, path)
+    with pytest.raises(UserError, match=r"refused .*argparse\.Namespace.*could run arbitrary code"):
+        load_official(path)
+
+
+def test_truncated_and_foreign_files(tmp_path):
+    path = tmp_path / "t.pt"
+    torch.save({"g_ema": {"texture_synthesizer.w": torch.zeros(100)}}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(UserError, match="truncated or another format"):
+        load_official(path)
+    torch.save({"weights": {"a": torch.zeros(1)}}, path)
+    with pytest.raises(UserError, match="no 'g_ema' generator"):
+        load_official(path)

@@ -325,10 +325,11 @@ def test_folder_with_corrupt_and_grayscale_files(tmp_path, micro, capsys):
     Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8), mode="L").save(folder / "gray.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     out = tmp_path / "run"
-    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        rc, _, err = run(capsys, "train", "--config", micro, "--data", folder, "--iterations", 2, "--out", out,
-                         "--workers", 0, "--device", "cpu", "--quiet")
+    rc, _, err = run(capsys, "train", "--config", micro, "--data", folder, "--iterations", 2, "--out", out,
+                     "--workers", 0, "--device", "cpu", "--quiet")
     assert rc == 0, err
+    warned = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warned) == 1 and warned[0].startswith("infinitygan: warning: skipped 1 unreadable"), err
     assert ckpts(out)[-1] == "ckpt-00000002.safetensors"
 
 
@@ -407,7 +408,6 @@ def test_torchrun_two_processes_cli(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     meta = ckpt_meta(out / "checkpoints" / "ckpt-00000010.safetensors")
     assert meta["world_size"] == "2" and meta["images_seen"] == "40"
-    assert json.loads(meta["progress"])["ranks_in_sync"] is True
     assert (out / "samples" / "iter-00000010.png").is_file()
 
 

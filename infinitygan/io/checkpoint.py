@@ -16,6 +16,7 @@ from .images import atomic_path
 
 FORMAT = "infinitygan-model"
 VERSION = "1"
+EXTENSION = ".safetensors"
 
 
 def save_model_file(path: str | Path, state: dict[str, torch.Tensor], config: ModelConfig,
@@ -23,6 +24,8 @@ def save_model_file(path: str | Path, state: dict[str, torch.Tensor], config: Mo
     from safetensors.torch import save_file
 
     path = Path(path)
+    if path.suffix.lower() != EXTENSION:
+        raise UserError(f"a model file must be named *{EXTENSION} (it is a safetensors file), got {path.name}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
@@ -48,12 +51,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception:
-        hint = ""
         with open(path, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(9)
         if head[:2] == b"PK" or head[:1] == b"\x80":
-            hint = " (a PyTorch pickle: convert the authors' checkpoints with `infinitygan convert-official`)"
-        raise UserError(f"{path} is not an infinitygan model file{hint}") from None
+            raise UserError(f"{path} is not an infinitygan model file (a PyTorch pickle: convert the authors' "
+                            "checkpoints with `infinitygan convert-official`)") from None
+        if len(head) == 9 and head[8:9] == b"{":  # a safetensors header (8-byte length, then JSON)
+            raise UserError(f"{path} is truncated or corrupt") from None
+        raise UserError(f"{path} is not an infinitygan model file") from None
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} is a safetensors file but not an infinitygan model (format={meta.get('format')!r})")
     return meta
@@ -68,5 +73,8 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
         cfg = ModelConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: corrupt model config ({e})") from None
-    state = load_file(str(path), device=str(device))
+    try:
+        state = load_file(str(path), device=str(device))
+    except Exception:  # a header that promises more bytes than the file holds, ...
+        raise UserError(f"{path} is truncated or corrupt") from None
     return state, cfg, meta

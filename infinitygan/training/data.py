@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import shutil
 import warnings
@@ -51,7 +50,6 @@ __all__ = [
     "infinite_batches",
 ]
 
-log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 META_KEY = b"__meta__"
@@ -169,9 +167,7 @@ class ImageFolderDataset(Dataset):
         if not self.files:
             raise _no_readable(folder, self.skipped)
         if self.skipped:
-            msg = f"skipped {self.skipped} unreadable images in {folder}"
-            log.warning(msg)
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(f"skipped {self.skipped} unreadable images in {folder}", stacklevel=2)
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
@@ -270,9 +266,7 @@ def prepare_lmdb(
         shutil.rmtree(tmp, ignore_errors=True)
         raise _no_readable(folder, skipped)
     if skipped:
-        msg = f"skipped {skipped} unreadable images in {folder}"
-        log.warning(msg)
-        warnings.warn(msg, stacklevel=2)
+        warnings.warn(f"skipped {skipped} unreadable images in {folder}", stacklevel=2)
     if out.exists():  # overwrite=True
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     os.replace(tmp, out)

@@ -74,6 +74,7 @@ from ..config import ModelConfig
 from ..coords import sample_training_coords
 from ..discriminator import Discriminator
 from ..errors import UserError
+from ..io import runs
 from ..io.images import save_image
 from . import distributed as dist_
 from . import losses as L
@@ -586,9 +587,9 @@ def build_nets(cfg: ModelConfig, ctx: dist_.DistContext, seed: int,
     prog = Progress()
     if ckpt is not None:
         state, meta = ckpt
-        G.load_state_dict(S.sub_state(state, "g."))
-        D.load_state_dict(S.sub_state(state, "d."))
-        G_ema.load_state_dict(S.sub_state(state, "g_ema."))
+        G.load_state_dict(runs.sub_state(state, runs.G))
+        D.load_state_dict(runs.sub_state(state, runs.D))
+        G_ema.load_state_dict(runs.sub_state(state, runs.G_EMA))
         prog.iteration = int(meta["iteration"])
         prog.pl_mean = float(state["pl_mean"].item()) if "pl_mean" in state else 0.0
         info = json.loads(meta.get("progress", "{}"))
@@ -656,18 +657,18 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, iterations: int | No
 
     # ---- the run directory, before building anything -----------------------------------------
     S.check_writable_dir(run)
-    newest = S.newest_checkpoint(run)
+    existing = runs.list_checkpoints(run)
     ckpt = None
     if resume:
-        if newest is None:
+        if not existing:
             raise UserError(f"nothing to resume: {run} has no checkpoint")
-        state, ckpt_cfg, meta = S.load_checkpoint(newest)
+        _, state, ckpt_cfg, meta = runs.load_newest_checkpoint(run)
         S.check_resume_config(run, cfg, ckpt_cfg)
         run_seed = int(meta.get("seed", 0))
         if seed is not None and int(seed) != run_seed:
             raise UserError(f"cannot resume {run} with --seed {seed}: the run was started with seed {run_seed}")
         seed, ckpt = run_seed, (state, meta)
-    elif newest is not None:
+    elif existing:
         raise UserError(f"{run} already holds checkpoints: use --resume to continue it, or another --out")
     seed = 0 if seed is None else int(seed)
 
@@ -731,7 +732,7 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=prog.iteration, unit="it", desc="train", dynamic_ncols=True, mininterval=1.0)
-    last_ckpt = S.newest_checkpoint(run)
+    last_ckpt = (runs.list_checkpoints(run) or [None])[-1]
     t_start = t_log = time.perf_counter()
     it_start = it_log = prog.iteration
     last_logged: dict[str, float | None] = {}
@@ -750,7 +751,7 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
                     "world_size": str(ctx.world_size),
                     "progress": {"nan_skips": prog.nan_skips, "nan_streak": prog.nan_streak,
                                  "skipped": prog.skipped, "epoch": done // spe, "steps_per_epoch": spe,
-                                 "global_batch": plan.batch, "ranks_in_sync": True, "last": last_logged}}
+                                 "global_batch": plan.batch, "last": last_logged}}
             last_ckpt = S.save_checkpoint(run, done, tensors, cfg, meta)
         dist_.barrier(ctx)
 
