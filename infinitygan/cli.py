@@ -100,15 +100,18 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
 def _register_optional():
     """Subcommands that live in other modules (model info, presets, the authors' checkpoints,
     training, data, metrics)."""
+    import importlib
+
     from . import info, official, presets
 
     for module in (info, official, presets):
         module.register(cli)
-    try:
-        from .training.cli import register
-    except ImportError:
-        return
-    register(cli)
+    for name in ("training", "metrics"):
+        try:
+            mod = importlib.import_module(f".{name}.cli", __package__)
+        except ImportError:
+            continue
+        mod.register(cli)
 
 
 _register_optional()
