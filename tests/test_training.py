@@ -437,18 +437,6 @@ def test_cli_smoke_tiny_generate_info_eval(tmp_path, capsys):
     assert ckpt_meta(out / "checkpoints" / "ckpt-00000003.safetensors")["seed"] == "1"
 
 
-def test_eval_swd_json(tmp_path, micro, capsys):
-    out = tmp_path / "run"
-    train(load_config(micro), "procedural", out, iterations=1, samples=False, **FAST)
-    for fov in (1, 4):
-        rc, outp, err = run(capsys, "eval", "--metric", "swd", "--model", out, "--num", 6, "--fov", fov,
-                            "--seed", 3, "--device", "cpu")
-        assert rc == 0, err
-        res = json.loads(outp)
-        assert res["metric"] == "swd" and res["fov"] == fov and res["num_fake"] == 6 and res["num_real"] == 6
-        assert res["resolution"] == 17 and np.isfinite(res["mean"]) and res["mean"] > 0
-
-
 @pytest.fixture
 def trained_run(tmp_path, micro, capsys):
     out = tmp_path / "done"
@@ -479,7 +467,7 @@ def bad_input_cases(tmp_path, micro, trained_run):
         "bad batch": (base + ["--batch", 0, "--out", tmp_path / "r5"], "--batch"),
         "bad amp": (base + ["--amp", "fp8", "--out", tmp_path / "r6"], "--amp"),
         "bad device": (base + ["--device", "tpu", "--out", tmp_path / "r7"], "device"),
-        "eval bad fov": (["eval", "--model", trained_run, "--fov", 0], "--fov"),
+        "eval bad scale": (["eval", "--model", trained_run, "--scale", 0], "--scale"),
         "eval missing model": (["eval", "--model", tmp_path / "nope.safetensors"], "not found"),
         "prepare missing folder": (["prepare", tmp_path / "nope", "--out", tmp_path / "x.lmdb"], "not found"),
     }

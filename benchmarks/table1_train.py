@@ -1,0 +1,114 @@
+"""Train the three models of the miniature Table 1 (docs/evaluation.md) on an equal budget of
+PROCESS CPU SECONDS, which stays fair when the machine's cores are shared with other work.
+
+    python benchmarks/table1_train.py --budget 600 --out runs/table1
+
+Each model is `infinitygan train --data procedural --workers 0` in its own process (one intra-op
+thread: OMP_NUM_THREADS=1, niced), started together; this script polls each process's CPU time
+(user + system, /proc/PID/stat, Linux) and the checkpoints it writes (every --checkpoint-every
+iterations), records the CPU time at which each checkpoint appeared, and stops a run (SIGTERM)
+once its CPU time reaches the budget (touch OUT/STOP to lower the budget of all runs to the
+smallest CPU time any live run has reached, e.g. when time runs out). The model of a run is its newest checkpoint written
+within the budget. OUT/budget.json lists, per model, the checkpoint, its iteration and CPU
+seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODELS = {
+    "infinitygan-tiny": ["--preset", "tiny"],
+    "stylegan2-nci": ["--config", str(HERE / "table1" / "stylegan2-nci-tiny.yaml")],
+    "stylegan2-nci-pfg": ["--config", str(HERE / "table1" / "stylegan2-nci-pfg-tiny.yaml")],
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included, children not)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+
+def checkpoints(run: Path) -> list[Path]:
+    d = run / "checkpoints"
+    return sorted(d.glob("ckpt-*.safetensors")) if d.is_dir() else []
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, required=True, help="CPU seconds per model")
+    ap.add_argument("--out", default="runs/table1")
+    ap.add_argument("--checkpoint-every", type=int, default=20)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--nice", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the configs')")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs, record = {}, {}
+    for name in args.models.split(","):
+        run = out / name
+        cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "infinitygan", "train", *MODELS[name],
+               "--data", "procedural", "--out", str(run), "--iterations", "1000000", "--workers", "0",
+               "--device", "cpu", "--checkpoint-every", str(args.checkpoint_every),
+               "--sample-every", "1000000", "--quiet"] + (["--batch", str(args.batch)] if args.batch else [])
+        log = open(out / f"{name}.log", "w")
+        procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        record[name] = {"command": " ".join(cmd[3:]), "checkpoints": {}, "started": time.time()}
+    live = dict(procs)
+    while live:
+        time.sleep(2)
+        if (out / "STOP").exists():  # stop all now, at the smallest CPU time any run reached
+            args.budget = min(cpu_seconds(p.pid) for p in live.values())
+            (out / "STOP").unlink()
+        for name, p in list(live.items()):
+            run = out / name
+            try:
+                cpu = cpu_seconds(p.pid)
+            except (FileNotFoundError, ProcessLookupError):
+                cpu = None
+            for c in checkpoints(run):
+                if c.name not in record[name]["checkpoints"]:
+                    record[name]["checkpoints"][c.name] = cpu
+                    kept = run / "kept"  # the run keeps only its newest 3: hard links keep all
+                    kept.mkdir(exist_ok=True)
+                    try:
+                        os.link(c, kept / c.name)
+                    except OSError:
+                        pass
+            if p.poll() is not None:
+                record[name]["exit"] = p.returncode
+                del live[name]
+            elif cpu is not None and cpu >= args.budget:
+                p.send_signal(signal.SIGTERM)
+                p.wait()
+                record[name]["stopped_at_cpu"] = cpu
+                record[name]["wall"] = time.time() - record[name]["started"]
+                del live[name]
+        summary = {}
+        for name, r in record.items():
+            ok = {k: v for k, v in r["checkpoints"].items() if v is not None and v <= args.budget}
+            best = max(ok) if ok else None
+            summary[name] = {**r, "budget_cpu_s": args.budget, "checkpoint": str(out / name / "kept" / best) if best else None,
+                             "checkpoint_cpu_s": ok.get(best) if best else None,
+                             "iteration": int(best[5:13]) if best else None}
+        tmp = out / "budget.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=1))
+        os.replace(tmp, out / "budget.json")
+    print(json.dumps({k: {"checkpoint": v["checkpoint"], "iteration": v["iteration"],
+                          "cpu_s": v["checkpoint_cpu_s"]} for k, v in summary.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
