@@ -36,21 +36,29 @@ def init(preset: str, seed: int, out: str):
 @click.option("--model", "model_path", default=None, type=click.Path(),
               help="model file or training run directory (default: the bundled model)")
 @click.option("--seed", default=0, show_default=True, type=int, help="image seed")
-@click.option("--width", default=2048, show_default=True, type=int)
-@click.option("--height", default=256, show_default=True, type=int)
+@click.option("--width", default=None, type=int, help="[default: 2048, or the --latents image's]")
+@click.option("--height", default=None, type=int, help="[default: 256, or the --latents image's]")
 @click.option("--x", "x", default=None, type=int, help="left pixel (default: centred on 0)")
 @click.option("--y", "y", default=None, type=int, help="top pixel (default: centred on the horizon)")
 @click.option("--tile", default=None, type=int, help="tile size in pixels (rounded to the model's lattice)")
 @click.option("--batch", default=None, type=int, help="tiles per forward pass")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16")
+@click.option("--latents", "latents_path", default=None, type=click.Path(dir_okay=False),
+              help="latents file of `invert`: its zg, W+, zl and noise override the canvas of SEED")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, out, quiet):
+def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, latents_path, out, quiet):
     """Synthesize the region (x, y, width, height) of image SEED to a file."""
     from .api import load_model, resolve_device, resolve_dtype
     from .io.images import check_output_path
 
+    if latents_path is not None:
+        from .inversion.cli import generate_latents
+
+        return generate_latents(model_path, seed, width, height, x, y, tile, batch, device, dtype,
+                                latents_path, out, quiet)
+    width, height = 2048 if width is None else width, 256 if height is None else height
     if width <= 0 or height <= 0:
         raise UserError(f"--width and --height must be positive, got {width}x{height}")
     if tile is not None and tile <= 0:
@@ -99,14 +107,14 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
 
 def _register_optional():
     """Subcommands that live in other modules (model info, presets, the authors' checkpoints,
-    training, data, metrics)."""
+    training, data, metrics, inversion)."""
     import importlib
 
     from . import info, official, presets
 
     for module in (info, official, presets):
         module.register(cli)
-    for name in ("training", "metrics"):
+    for name in ("training", "metrics", "inversion"):
         try:
             mod = importlib.import_module(f".{name}.cli", __package__)
         except ImportError:

@@ -213,13 +213,15 @@ class Synthesizer:
     # ---- rendering -------------------------------------------------------------------------
     def bands(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
               progress: bool = False, tiles: list[Tile] | None = None,
-              shared_structure: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+              shared_structure: bool = True,
+              styles: torch.Tensor | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (row offset in the region, float32 band (h, width, 3)) top to bottom.
 
         Per band (row of tiles): GS runs once over the band's zl window, then GT runs on the
         tiles' zS windows, ``batch`` tiles per forward. With ``shared_structure=False`` every
         tile runs GS on its own window (the authors' patch-by-patch scheme). Values are the raw
-        generator output (about [-1, 1] for a trained model, unclamped).
+        generator output (about [-1, 1] for a trained model, unclamped). ``styles``: optional W+
+        override (1, n_styles, style_dim) of mapping(zg) for GT, as in ``render_tensor``.
         """
         batch = default_tile_batch(self.device)[1] if batch is None else int(batch)
         if batch <= 0:
@@ -232,8 +234,11 @@ class Synthesizer:
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(tiles), unit="tile", desc="synthesis", leave=False)
+        w_plus = styles
         with torch.inference_mode():
             zg, styles = self.styles(canvas)
+            if w_plus is not None:
+                styles = w_plus.to(device=self.device, dtype=self.dtype)
             for band in sorted(by_band):
                 row = by_band[band]
                 first = row[0]
@@ -261,10 +266,10 @@ class Synthesizer:
             bar.close()
 
     def render(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
-               progress: bool = False) -> np.ndarray:
+               progress: bool = False, styles: torch.Tensor | None = None) -> np.ndarray:
         """The whole region as a float32 array (height, width, 3)."""
         out = np.empty((region.height, region.width, 3), np.float32)
-        for y, band in self.bands(canvas, region, tile, batch, progress):
+        for y, band in self.bands(canvas, region, tile, batch, progress, styles=styles):
             out[y: y + band.shape[0]] = band
         return out
 

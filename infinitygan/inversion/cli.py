@@ -1,0 +1,220 @@
+"""``infinitygan invert``, ``outpaint`` and ``inbetween`` (registered by ``infinitygan.cli``).
+
+Bad input (unreadable or empty image, mask of another size, image larger than the output,
+latents of another model or corrupt) raises ``UserError``: one line, exit status 2, and no
+existing output is touched (outputs are written to a temporary file and renamed).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(invert_cmd)
+    cli.add_command(outpaint_cmd)
+
+
+def inversion_options(f):
+    """The options of the inversion (Appendix K defaults), shared by invert / outpaint / inbetween."""
+    from .invert import InversionConfig
+
+    d = InversionConfig()
+    opts = [
+        click.option("--steps", default=d.steps, show_default=True, type=int, help="optimisation steps"),
+        click.option("--lr", default=d.lr, show_default=True, type=float, help="peak Adam learning rate"),
+        click.option("--pixel-weight", default=d.pixel_weight, show_default=True, type=float),
+        click.option("--perceptual-weight", default=d.perceptual_weight, show_default=True, type=float),
+        click.option("--w-prior-weight", default=d.w_prior_weight, show_default=True, type=float,
+                     help="Gaussianized-W Mahalanobis prior"),
+        click.option("--zg-prior-weight", default=d.zg_prior_weight, show_default=True, type=float),
+        click.option("--zl-prior-weight", default=d.zl_prior_weight, show_default=True, type=float),
+        click.option("--noise-reg-weight", default=d.noise_reg_weight, show_default=True, type=float),
+        click.option("--w-noise", default=d.w_noise, show_default=True, type=float,
+                     help="initial annealed noise on W+ (x the spread of w)"),
+        click.option("--w-samples", default=d.w_samples, show_default=True, type=int,
+                     help="samples for the Gaussianized-W statistics"),
+        click.option("--perceptual", default="auto", show_default=True, type=click.Choice(["auto", "lpips", "none"]),
+                     help="LPIPS term: auto (when its weights are present), lpips (required) or none"),
+        click.option("--lpips-net", default="vgg", show_default=True, type=click.Choice(["vgg", "alex"])),
+        click.option("--lpips-weights", default=None, type=click.Path(dir_okay=False),
+                     help="torchvision backbone weights (default: the torch hub cache)"),
+        click.option("--mask", "mask_path", default=None, type=click.Path(dir_okay=False),
+                     help="image of the known pixels (white = known); an alpha channel works too"),
+        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _config(kw: dict, seed: int):
+    from .invert import InversionConfig
+
+    return InversionConfig(steps=kw["steps"], lr=kw["lr"], pixel_weight=kw["pixel_weight"],
+                           perceptual_weight=kw["perceptual_weight"], w_prior_weight=kw["w_prior_weight"],
+                           zg_prior_weight=kw["zg_prior_weight"], zl_prior_weight=kw["zl_prior_weight"],
+                           noise_reg_weight=kw["noise_reg_weight"], w_noise=kw["w_noise"],
+                           w_samples=kw["w_samples"], seed=seed)
+
+
+def _echo_warning(msg: str) -> None:
+    click.echo(f"infinitygan: warning: {msg}", err=True)
+
+
+def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int | None, quiet: bool):
+    """Read ``image`` (and mask), place it, invert it: Latents."""
+    from ..api import resolve_device
+    from .invert import Inversion
+    from .perceptual import perceptual_loss
+    from .target import load_target
+
+    cfg = _config(kw, seed)
+    dev = resolve_device(kw["device"])
+    pixels, known = load_target(image, kw["mask_path"])
+    h, w = pixels.shape[:2]
+    region = model.region(w, h, x, y)
+    lp = None
+    if cfg.perceptual_weight > 0:
+        lp = perceptual_loss(kw["perceptual"], kw["lpips_net"], kw["lpips_weights"], warn=_echo_warning)
+    inv = Inversion(model, cfg, lp, dev)
+    return inv(pixels, region, known, progress=not quiet, source=Path(image).name)
+
+
+# ==================================================================================== invert
+@click.command("invert")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--model", "model_path", default=None, type=click.Path(), help="model file (default: the bundled model)")
+@click.option("--x", "x", default=None, type=int, help="canvas pixel of the image's left edge (default: centred on 0)")
+@click.option("--y", "y", default=None, type=int, help="canvas pixel of the image's top edge (default: centred on the horizon)")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the initial latents and the annealing noise")
+@inversion_options
+@click.option("--preview", default=None, type=click.Path(dir_okay=False), help="also write the reconstruction (.png ...)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="latents file to write (.safetensors)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
+    """Recover the latents that reproduce IMAGE at (x, y) of the canvas (GAN inversion).
+
+    The latents file renders again with `generate --latents OUT --seed S` and extends with
+    `outpaint --latents OUT`.
+    """
+    from ..api import load_model
+    from ..io.images import check_output_path, save_image
+    from .latents_file import check_latents_output
+
+    check_latents_output(out)
+    if preview is not None:
+        check_output_path(preview)
+    model = load_model(model_path)
+    lat = invert_photo(model, image, kw, seed, x, y, quiet)
+    lat.save(out)
+    if preview is not None:
+        from .invert import Inversion
+
+        import torch
+
+        with torch.no_grad():
+            save_image(preview, Inversion(model, _config(kw, seed)).render(lat, seed))
+    r = lat.region
+    msg = f"wrote {out} (image {r.width}x{r.height} at x={r.x}, y={r.y}; PSNR {lat.metrics['psnr']:.2f} dB"
+    if "lpips" in lat.metrics:
+        msg += f", LPIPS {lat.metrics['lpips']:.4f}"
+    click.echo(msg + ")", err=quiet)
+
+
+# ==================================================================================== outpaint
+@click.command("outpaint")
+@click.argument("photo", required=False, type=click.Path(dir_okay=False))
+@click.option("--latents", "latents_path", default=None, type=click.Path(dir_okay=False),
+              help="reuse an inversion (from `invert`) instead of a PHOTO")
+@click.option("--model", "model_path", default=None, type=click.Path(), help="model file (default: the bundled model)")
+@click.option("--width", required=True, type=int, help="output width (pixels)")
+@click.option("--height", required=True, type=int, help="output height (pixels)")
+@click.option("--x", "x", default=None, type=int, help="output's left pixel (default: the image centred in it)")
+@click.option("--y", "y", default=None, type=int, help="output's top pixel (default: the image centred in it)")
+@click.option("--image-x", default=None, type=int, help="where to place PHOTO on the canvas (default: centred on 0)")
+@click.option("--image-y", default=None, type=int, help="(default: centred on the horizon)")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the continuation (zl and noise outside)")
+@click.option("--invert-seed", default=0, show_default=True, type=int, help="seed of the inversion of PHOTO")
+@inversion_options
+@click.option("--paste-back", "feather", default=None, type=int,
+              help="paste the original pixels back, blended over this many pixels from their edge")
+@click.option("--resample", multiple=True, help="X,Y,W,H:SEED: take zl and noise of this output rectangle from another seed (repeatable)")
+@click.option("--save-latents", default=None, type=click.Path(dir_okay=False), help="also save the inversion of PHOTO")
+@click.option("--tile", default=None, type=int, help="tile size in pixels")
+@click.option("--batch", default=None, type=int, help="tiles per forward pass")
+@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16 (synthesis)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, image_y, seed, invert_seed,
+                 feather, resample, save_latents, tile, batch, dtype, out, quiet, **kw):
+    """Extend a photo (or an inversion) to WIDTH x HEIGHT: the inverted latents inside, the canvas
+    of SEED outside; different seeds give different continuations. Streams any size."""
+    from ..api import load_model, resolve_device, resolve_dtype
+    from ..io.images import check_output_path
+    from .latents_file import check_latents_output, load_latents
+    from .outpaint import Resample, outpaint_region, outpaint_to_file
+
+    if (photo is None) == (latents_path is None):
+        raise UserError("give either a PHOTO or --latents FILE")
+    if width <= 0 or height <= 0:
+        raise UserError(f"--width and --height must be positive, got {width}x{height}")
+    if tile is not None and tile <= 0:
+        raise UserError(f"--tile must be positive, got {tile}")
+    if batch is not None and batch <= 0:
+        raise UserError(f"--batch must be positive, got {batch}")
+    if feather is not None and feather < 0:
+        raise UserError(f"--paste-back must be >= 0, got {feather}")
+    check_output_path(out)
+    if save_latents is not None:
+        check_latents_output(save_latents)
+    resolve_dtype(dtype)
+    dev = resolve_device(kw["device"])
+    rs = [Resample.parse(t) for t in resample]
+    model = load_model(model_path)
+    if latents_path is not None:
+        lat = load_latents(latents_path, model)
+    else:
+        from .target import load_target
+
+        pixels, _ = load_target(photo, kw["mask_path"])  # validate (and size-check) before inverting
+        outpaint_region(model.region(pixels.shape[1], pixels.shape[0], image_x, image_y), width, height, x, y)
+        lat = invert_photo(model, photo, kw, invert_seed, image_x, image_y, quiet)
+        if save_latents is not None:
+            lat.save(save_latents)
+    region = outpaint_region(lat.region, width, height, x, y)
+    outpaint_to_file(out, model, lat, seed, region, tile=tile, batch=batch, device=dev, dtype=dtype,
+                     progress=not quiet, feather=feather, resample=rs)
+    if not quiet:
+        click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; seed {seed})", err=True)
+
+
+def generate_latents(model_path, seed, width, height, x, y, tile, batch, device, dtype, latents_path, out, quiet):
+    """``generate --latents FILE``: the canvas of SEED with the file's latents (default region: the image's)."""
+    from ..api import load_model, resolve_device, resolve_dtype
+    from ..io.images import check_output_path
+    from ..synthesis import Region
+    from .latents_file import load_latents
+    from .outpaint import outpaint_to_file
+
+    for name, v in (("--width", width), ("--height", height), ("--tile", tile), ("--batch", batch)):
+        if v is not None and v <= 0:
+            raise UserError(f"{name} must be positive, got {v}")
+    check_output_path(out)
+    resolve_dtype(dtype)
+    dev = resolve_device(device)
+    model = load_model(model_path)
+    lat = load_latents(latents_path, model)
+    r = lat.region
+    width = r.width if width is None else width
+    height = r.height if height is None else height
+    region = Region(r.x - (width - r.width) // 2 if x is None else x,
+                    r.y - (height - r.height) // 2 if y is None else y, width, height)
+    outpaint_to_file(out, model, lat, seed, region, tile=tile, batch=batch, device=dev, dtype=dtype,
+                     progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {out} ({region.width}x{region.height} at x={region.x}, y={region.y})", err=True)
