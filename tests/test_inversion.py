@@ -1,7 +1,6 @@
 """Inversion (paper Appendix K): footprint, priors, optimisation, latents file, outpainting."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import torch
 from infinitygan.errors import UserError
 from infinitygan.inversion import Inversion, InversionConfig, footprint, load_latents, model_identity, psnr
 from infinitygan.inversion.invert import learning_rate
-from infinitygan.inversion.outpaint import (Resample, feather_weights, outpaint, outpaint_region)
+from infinitygan.inversion.outpaint import feather_weights, outpaint, outpaint_region
 from infinitygan.inversion.priors import (GaussianizedW, WPrior, degaussianize, gaussianize,
                                           noise_regularization, renormalize_noises)
 from infinitygan.latents import Canvas
@@ -21,8 +20,8 @@ FAST = dict(w_samples=500)
 
 @pytest.fixture(scope="module")
 def target(tiny_model):
-    """A 40x36 crop of the tiny model's own image (seed 5) at an unaligned place."""
-    region = Region(-21, -13, 40, 36)
+    """A 36x28 crop of the tiny model's own image (seed 5) at an unaligned place."""
+    region = Region(-21, -13, 36, 28)
     img = Synthesizer(tiny_model.generator).render(tiny_model.canvas(5), region)
     return img, region
 
@@ -30,7 +29,7 @@ def target(tiny_model):
 @pytest.fixture(scope="module")
 def inverted(tiny_model, target):
     img, region = target
-    inv = Inversion(tiny_model, InversionConfig(steps=25, seed=1, **FAST))
+    inv = Inversion(tiny_model, InversionConfig(steps=15, seed=1, **FAST))
     losses = []
     lat = inv(img, region, callback=lambda s, l: losses.append(l))
     return lat, losses
@@ -105,7 +104,7 @@ def test_inversion_lowers_the_loss_and_beats_the_start(tiny_model, target, inver
 
 def test_inversion_is_deterministic_and_mask_aware(tiny_model, target):
     img, region = target
-    cfg = InversionConfig(steps=4, seed=3, **FAST)
+    cfg = InversionConfig(steps=2, seed=3, **FAST)
     mask = np.ones(img.shape[:2], np.uint8)
     mask[:, :10] = 0
     other = img.copy()
@@ -141,16 +140,17 @@ def test_latents_of_another_model_or_corrupt_are_refused(tiny_model, inverted, t
     bad.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(UserError, match="corrupt|not a readable"):
         load_latents(bad, tiny_model)
-    lat.zl = lat.zl[:, :-1]
-    lat.save(tmp_path / "short.safetensors")
+    import dataclasses
+
+    dataclasses.replace(lat, zl=lat.zl[:, :-1]).save(tmp_path / "short.safetensors")
     with pytest.raises(UserError, match="footprint"):
         load_latents(tmp_path / "short.safetensors", tiny_model)
 
 
 def test_outpaint_keeps_the_inverted_region_and_varies_outside(tiny_model, inverted):
     lat, _ = inverted
-    region = outpaint_region(lat.region, 120, 70)
-    assert (region.width, region.height) == (120, 70)
+    region = outpaint_region(lat.region, 90, 50)
+    assert (region.width, region.height) == (90, 50)
     a = outpaint(tiny_model, lat, 1, region, tile=32, batch=1)
     b = outpaint(tiny_model, lat, 2, region, tile=32, batch=1)
     a2 = outpaint(tiny_model, lat, 1, region, tile=64, batch=4)
@@ -163,12 +163,12 @@ def test_outpaint_keeps_the_inverted_region_and_varies_outside(tiny_model, inver
     outside[inside] = False
     assert np.abs(a - b)[outside].mean() > 0.05
     with pytest.raises(UserError, match="larger than the requested output"):
-        outpaint_region(lat.region, 30, 70)
+        outpaint_region(lat.region, 30, 50)
 
 
-def test_paste_back_and_resampling(tiny_model, inverted):
+def test_paste_back(tiny_model, inverted):
     lat, _ = inverted
-    region = outpaint_region(lat.region, 100, 60)
+    region = outpaint_region(lat.region, 70, 40)
     ir = lat.region
     inside = (slice(ir.y - region.y, ir.y - region.y + ir.height), slice(ir.x - region.x, ir.x - region.x + ir.width))
     orig = lat.target.astype(np.float32) / 127.5 - 1
@@ -176,18 +176,10 @@ def test_paste_back_and_resampling(tiny_model, inverted):
     assert np.abs(hard[inside] - orig).max() <= 1e-6
     soft = outpaint(tiny_model, lat, 1, region, feather=6)
     plain = outpaint(tiny_model, lat, 1, region)
-    assert np.abs(soft[inside][18, 20] - orig[18, 20]).max() <= 1e-6  # deep inside: the original
+    assert np.abs(soft[inside][14, 18] - orig[14, 18]).max() <= 1e-6  # deep inside: the original
     assert np.abs(soft[inside][0, 20] - plain[inside][0, 20]).max() < np.abs(hard[inside][0, 20] - plain[inside][0, 20]).max() + 1e-6
     w = feather_weights(np.ones((9, 9)), 3)
     assert w[0, 0] == pytest.approx(1 / 3) and w[4, 4] == 1
-    # resampling a rectangle left of the image changes it and nothing far away
-    rs = Resample(region.x, region.y, 20, 60, seed=99)
-    res = outpaint(tiny_model, lat, 1, region, resample=[rs])
-    assert np.abs(res[:, :20] - plain[:, :20]).mean() > 0.05
-    assert np.abs(res[inside] - plain[inside]).max() <= 1e-5
-    assert np.abs(res[:, 90:] - plain[:, 90:]).max() <= 1e-5
-    with pytest.raises(UserError):
-        Resample.parse("1,2,3:4")
 
 
 def test_lpips_loads_local_weights_without_network(tmp_path, monkeypatch):
@@ -218,7 +210,7 @@ def test_lpips_loads_local_weights_without_network(tmp_path, monkeypatch):
     model = build_lpips("alex")
     flat = {k.split(".", 1)[1]: v for k, v in model.net.state_dict().items()}  # "<idx>.weight" per slice
     assert all(torch.equal(flat[k[len("features."):]], v) for k, v in state.items())
-    heads = torch.load(f"{lpips.__file__.rsplit('/', 1)[0]}/weights/v0.1/alex.pth", weights_only=True)
+    heads = torch.load(f"{lpips.__file__.rsplit('/', 1)[0]}/weights/v0.1/alex.pth", map_location="cpu", weights_only=True)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in heads.items())
     a, b = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
     assert float(model(a, a).mean()) < 1e-6 < float(model(a, b).mean())

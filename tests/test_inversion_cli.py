@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from infinitygan.cli import main
-from infinitygan.synthesis import Region
 
 QUICK = ("--steps", 3, "--w-samples", 200, "--quiet")
 

@@ -6,7 +6,6 @@ existing output is touched (outputs are written to a temporary file and renamed)
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
@@ -143,7 +142,6 @@ def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
 @inversion_options
 @click.option("--paste-back", "feather", default=None, type=int,
               help="paste the original pixels back, blended over this many pixels from their edge")
-@click.option("--resample", multiple=True, help="X,Y,W,H:SEED: take zl and noise of this output rectangle from another seed (repeatable)")
 @click.option("--save-latents", default=None, type=click.Path(dir_okay=False), help="also save the inversion of PHOTO")
 @click.option("--tile", default=None, type=int, help="tile size in pixels")
 @click.option("--batch", default=None, type=int, help="tiles per forward pass")
@@ -151,13 +149,13 @@ def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, image_y, seed, invert_seed,
-                 feather, resample, save_latents, tile, batch, dtype, out, quiet, **kw):
+                 feather, save_latents, tile, batch, dtype, out, quiet, **kw):
     """Extend a photo (or an inversion) to WIDTH x HEIGHT: the inverted latents inside, the canvas
     of SEED outside; different seeds give different continuations. Streams any size."""
     from ..api import load_model, resolve_device, resolve_dtype
     from ..io.images import check_output_path
     from .latents_file import check_latents_output, load_latents
-    from .outpaint import Resample, outpaint_region, outpaint_to_file
+    from .outpaint import outpaint_region, outpaint_to_file
 
     if (photo is None) == (latents_path is None):
         raise UserError("give either a PHOTO or --latents FILE")
@@ -174,7 +172,6 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, 
         check_latents_output(save_latents)
     resolve_dtype(dtype)
     dev = resolve_device(kw["device"])
-    rs = [Resample.parse(t) for t in resample]
     model = load_model(model_path)
     if latents_path is not None:
         lat = load_latents(latents_path, model)
@@ -188,7 +185,7 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, 
             lat.save(save_latents)
     region = outpaint_region(lat.region, width, height, x, y)
     outpaint_to_file(out, model, lat, seed, region, tile=tile, batch=batch, device=dev, dtype=dtype,
-                     progress=not quiet, feather=feather, resample=rs)
+                     progress=not quiet, feather=feather)
     if not quiet:
         click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; seed {seed})", err=True)
 

@@ -9,12 +9,9 @@ the same for every seed (its pixels read nothing but the latents file).
 Optional:
 * paste-back: the original known pixels blended over the output with a feathered edge
   (weight ramps from 0 at the boundary of the known area to 1 at ``feather`` pixels inside);
-* regional resampling: rectangles of the output whose zl and noise come from other seeds
-  (to replace unwanted content); the inverted footprint always wins where they overlap.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -24,32 +21,7 @@ from ..errors import UserError
 from ..io.images import check_output_path, write_bands
 from ..latents import Canvas
 from ..synthesis import Region
-from .footprint import footprint
 from .latents_file import Latents
-
-
-@dataclass(frozen=True)
-class Resample:
-    """Pixels [x, x + width) x [y, y + height) take their zl and noise from canvas ``seed``."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    seed: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Resample":
-        """'X,Y,W,H:SEED' -> Resample (UserError otherwise)."""
-        try:
-            rect, seed = text.split(":")
-            x, y, w, h = (int(v) for v in rect.split(","))
-            out = cls(x, y, w, h, int(seed))
-        except ValueError:
-            raise UserError(f"--resample takes X,Y,W,H:SEED, got {text!r}") from None
-        if w <= 0 or h <= 0:
-            raise UserError(f"--resample rectangle must have a positive size, got {w}x{h}")
-        return out
 
 
 def outpaint_region(image: Region, width: int, height: int, x: int | None = None,
@@ -65,18 +37,9 @@ def outpaint_region(image: Region, width: int, height: int, x: int | None = None
     return Region(x, y, int(width), int(height))
 
 
-def outpaint_canvas(lat: Latents, seed: int, geometry, resample: Iterable[Resample] = ()) -> Canvas:
-    """Canvas of ``seed`` with resampled rectangles, then the inverted latents on top."""
-    canvas = Canvas(int(seed), lat.zg.shape[0], lat.zl.shape[0], global_latent=lat.zg.clone())
-    for r in resample:
-        other = Canvas(r.seed, lat.zg.shape[0], lat.zl.shape[0])
-        fp = footprint(geometry, Region(r.x, r.y, r.width, r.height))
-        w = fp.zl
-        canvas.override_zl(w.row0, w.col0, other.zl(w.row0, w.rows, w.col0, w.cols))
-        for j, n in enumerate(fp.noise):
-            canvas.override_noise(j, n.row0, n.col0, other.noise(j, n.row0, n.rows, n.col0, n.cols))
-    lat.paste(canvas)
-    return canvas
+def outpaint_canvas(lat: Latents, seed: int) -> Canvas:
+    """Canvas of ``seed`` with the inverted latents pasted over it."""
+    return lat.canvas(seed)
 
 
 def feather_weights(mask: np.ndarray, feather: int) -> np.ndarray:
@@ -115,11 +78,10 @@ def paste_back(bands: Iterable[tuple[int, np.ndarray]], region: Region, lat: Lat
 
 
 def outpaint_bands(model, lat: Latents, seed: int, region: Region, tile=None, batch=None, device=None,
-                   dtype="float32", progress: bool = False, feather: int | None = None,
-                   resample: Iterable[Resample] = ()) -> Iterator[tuple[int, np.ndarray]]:
+                   dtype="float32", progress: bool = False, feather: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Bands of the outpainted region (see ``Synthesizer.bands``); paste-back when feather is not None."""
     synth = model.synthesizer(device, dtype)
-    canvas = outpaint_canvas(lat, seed, synth.geometry, resample)
+    canvas = outpaint_canvas(lat, seed)
     bands = synth.bands(canvas, region, tile, batch, progress, styles=lat.styles[None])
     return paste_back(bands, region, lat, feather) if feather is not None else bands
 

@@ -71,7 +71,7 @@ def build_lpips(net: str = "vgg", backbone: str | Path | None = None) -> torch.n
     # linear heads shipped inside the lpips package
     heads = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
     state = _load_weights(heads)
-    missing = [k for k in model.state_dict() if k.startswith("lin") and k not in state]
+    missing = [k for k in model.state_dict() if k.startswith("lin") and not k.startswith("lins.") and k not in state]
     if missing:
         raise UserError(f"{heads} lacks LPIPS heads {missing[:2]}")
     model.load_state_dict(state, strict=False)
