@@ -61,10 +61,6 @@ def _config(kw: dict, seed: int):
                            w_samples=kw["w_samples"], seed=seed)
 
 
-def _echo_warning(msg: str) -> None:
-    click.echo(f"infinitygan: warning: {msg}", err=True)
-
-
 def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int | None, quiet: bool):
     """Read ``image`` (and mask), place it, invert it: Latents."""
     from ..api import resolve_device
@@ -79,7 +75,7 @@ def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int |
     region = model.region(w, h, x, y)
     lp = None
     if cfg.perceptual_weight > 0:
-        lp = perceptual_loss(kw["perceptual"], kw["lpips_net"], kw["lpips_weights"], warn=_echo_warning)
+        lp = perceptual_loss(kw["perceptual"], kw["lpips_net"], kw["lpips_weights"])
     inv = Inversion(model, cfg, lp, dev)
     return inv(pixels, region, known, progress=not quiet, source=Path(image).name)
 
