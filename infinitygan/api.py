@@ -21,9 +21,10 @@ from .config import ModelConfig, load_config
 from .errors import UserError
 from .generator import Generator
 from .io.checkpoint import load_model_file, save_model_file
-from .io.images import check_output_path, write_bands
+from .io.images import check_output, png_tile_height, write_tiles
 from .latents import Canvas
 from .synthesis import Region, Synthesizer, centered_origin
+from .tiling import check_int
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -59,45 +60,77 @@ def build_generator(cfg: ModelConfig) -> torch.nn.Module:
     return Generator(cfg.generator)
 
 
-@dataclass
+@dataclass(repr=False)
 class Model:
     """A generator with its config (what a model file holds)."""
 
     generator: Generator
     config: ModelConfig
 
+    def __repr__(self) -> str:
+        g = self.config.generator
+        n = sum(p.numel() for p in self.generator.parameters())
+        return (f"Model({self.config.name!r}, {g.arch}, {n:,} parameters, zg {g.zg_dim}, zl {g.zl_dim}, "
+                f"patch {g.patch_size})")
+
     def save(self, path: str | Path) -> Path:
         return save_model_file(path, self.generator.state_dict(), self.config)
 
-    def synthesizer(self, device=None, dtype="float32") -> Synthesizer:
-        return Synthesizer(self.generator, resolve_device(device), resolve_dtype(dtype))
+    def synthesizer(self, device=None, dtype="float32", max_memory_mb: float | None = None) -> Synthesizer:
+        return Synthesizer(self.generator, resolve_device(device), resolve_dtype(dtype), max_memory_mb)
 
     def canvas(self, seed: int) -> Canvas:
         g = self.config.generator
-        return Canvas(int(seed), g.zg_dim, g.zl_dim)
+        return Canvas(check_int("seed", seed), g.zg_dim, g.zl_dim)
 
     def region(self, width: int, height: int, x: int | None = None, y: int | None = None) -> Region:
-        cx, cy = centered_origin(int(width), int(height), 2 ** self.config.generator.n_up)
-        x = cx if x is None else int(x)
-        y = cy if y is None else int(y)
-        return Region(x, y, int(width), int(height))
+        """The region (x, y, width, height); x / y default to centred on 0 and on the horizon."""
+        width, height = check_int("width", width, 1), check_int("height", height, 1)
+        cx, cy = centered_origin(width, height, 2 ** self.config.generator.n_up)
+        x = cx if x is None else check_int("x", x)
+        y = cy if y is None else check_int("y", y)
+        return Region(x, y, width, height)
 
     def generate(self, seed: int, width: int, height: int, x: int | None = None, y: int | None = None,
                  tile: int | None = None, batch: int | None = None, device=None, dtype="float32",
                  progress: bool = False) -> np.ndarray:
         """Region (x, y, width, height) of image ``seed`` as float32 (height, width, 3)."""
-        synth = self.synthesizer(device, dtype)
-        return synth.render(self.canvas(seed), self.region(width, height, x, y), tile, batch, progress)
+        canvas, region = self.canvas(seed), self.region(width, height, x, y)
+        return self.synthesizer(device, dtype).render(canvas, region, tile, batch, progress)
 
     def generate_to_file(self, path: str | Path, seed: int, width: int, height: int, x: int | None = None,
                          y: int | None = None, tile: int | None = None, batch: int | None = None, device=None,
-                         dtype="float32", progress: bool = False) -> Path:
-        """Stream the region to an image file (.png, .jpg, .tif, .npy) in bounded memory."""
-        path = check_output_path(path)
-        region = self.region(width, height, x, y)
-        synth = self.synthesizer(device, dtype)
-        bands = synth.bands(self.canvas(seed), region, tile, batch, progress)
-        return write_bands(path, region.width, region.height, bands)
+                         dtype="float32", progress: bool = False, force: bool = False,
+                         max_memory_mb: float | None = None) -> Path:
+        """Stream the region to an image file (.png, .jpg, .tif, .npy) in bounded memory.
+
+        Everything that can be refused is refused before synthesis: the path, JPEG above its
+        in-memory limit, an uncompressed size beyond the folder's free space (``force``
+        overrides that for .png / .tif). Memory is bounded by a tile (a short row of tiles for
+        PNG, see ``io.images``), whatever the width.
+        """
+        canvas, region = self.canvas(seed), self.region(width, height, x, y)
+        path = check_output(path, region.width, region.height, force)
+        synth = self.synthesizer(device, dtype, max_memory_mb)
+        return render_to_file(path, synth, canvas, region, tile, batch, progress, force)
+
+
+def render_to_file(path: str | Path, synth: Synthesizer, canvas: Canvas, region: Region, tile: int | None = None,
+                   batch: int | None = None, progress: bool = False, force: bool = False,
+                   styles: torch.Tensor | None = None, post=None) -> Path:
+    """Stream a region of a canvas to an image file through the engine's tiles (atomic).
+
+    PNG gets short rows of tiles (``png_tile_height``); ``styles``: a W+ override; ``post``:
+    an optional function over the (tile, pixels) iterator (e.g. pasting known pixels back).
+    """
+    path = check_output(path, region.width, region.height, force)
+    th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
+    plan = synth.plan(region, tile, tile_height=th, batch=batch)
+    tiles = synth.tiles(canvas, region, batch=batch, progress=progress, plan=plan, styles=styles)
+    if post is not None:
+        tiles = post(tiles)
+    pieces = ((t.y0 - region.y, t.x0 - region.x, px) for t, px in tiles)
+    return write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces, force)
 
 
 def init_model(preset: str = "tiny", seed: int = 0) -> Model:

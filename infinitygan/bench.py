@@ -48,17 +48,17 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
     canvas = model.canvas(seed)
     region = model.region(width, height)
     if mode == "default":
-        tiles = synth.plan(region, tile)
+        plan = synth.plan(region, tile, batch=batch)
     elif mode == "paper_patches":
-        tiles, batch = synth.paper_plan(region), 1
+        plan, batch = synth.paper_plan(region), 1
     elif mode == "one_shot":
-        tiles, batch = synth.plan(region, synth.one_shot_tile(region)), 1
+        plan, batch = synth.one_shot_plan(region), 1
     else:
         raise ValueError(mode)
     cuda = synth.device.type == "cuda"
 
     def run():
-        for _ in synth.bands(canvas, region, batch=batch, tiles=tiles, shared_structure=mode != "paper_patches"):
+        for _ in synth.tiles(canvas, region, batch=batch, plan=plan, shared_structure=mode != "paper_patches"):
             pass
         if cuda:
             torch.cuda.synchronize()
@@ -83,13 +83,13 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
         with FlopCounterMode(display=False) as fc:
             run()
         flops = fc.get_total_flops() / (width * height)
-    t = tiles[0]
+    t = plan.tile(0, 0)
     return {
         "flops_per_pixel": flops,
         "seconds": statistics.median(times),
         "peak_memory_mb": round(peak, 1),
         "peak_rss_mb": round(peak_rss, 1),
-        "tiles": len(tiles),
+        "tiles": len(plan),
         "tile_output": [synth.geometry.ts_output_size(t.rows), synth.geometry.ts_output_size(t.cols)],
         "batch": batch if batch is not None else None,
         "device": str(synth.device),
@@ -101,8 +101,12 @@ def run_bench(model_path: str | None, width: int, height: int, device: str = "au
               repeats: int = 3, modes=MODES, tile: int | None = None, batch: int | None = None,
               isolate: bool = True) -> dict:
     """All schemes; each in a fresh process when ``isolate`` (needed for per-scheme CPU memory)."""
+    import sys
+
     out = {}
-    for mode in modes:
+    for i, mode in enumerate(modes):
+        print(f"bench: {mode} ({i + 1}/{len(modes)}) at {width}x{height}, {repeats} timed run(s)...",
+              file=sys.stderr, flush=True)
         kwargs = dict(model_path=model_path, width=width, height=height, mode=mode, device=device, dtype=dtype,
                       repeats=repeats, tile=tile if mode == "default" else None,
                       batch=batch if mode == "default" else None)
@@ -111,4 +115,6 @@ def run_bench(model_path: str | None, width: int, height: int, device: str = "au
                 out[mode] = ex.submit(measure, **kwargs).result()
         else:
             out[mode] = measure(**kwargs)
+        print(f"bench: {mode}: {out[mode]['seconds']:.2f} s, {out[mode]['peak_rss_mb']:.0f} MB peak RSS",
+              file=sys.stderr, flush=True)
     return out

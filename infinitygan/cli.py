@@ -47,11 +47,21 @@ def init(preset: str, seed: int, out: str):
 @click.option("--latents", "latents_path", default=None, type=click.Path(dir_okay=False),
               help="latents file of `invert`: its zg, W+, zl and noise override the canvas of SEED")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
+@click.option("--max-memory", default=None, type=float,
+              help="working-memory budget in MB that picks the default tile (default: 512 on CPU, 1/4 of the GPU)")
+@click.option("--force", is_flag=True, help="write even if the uncompressed output exceeds the free disk space")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, latents_path, out, quiet):
-    """Synthesize the region (x, y, width, height) of image SEED to a file."""
+def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, latents_path, out, max_memory, force,
+             quiet):
+    """Synthesize the region (x, y, width, height) of image SEED to a file.
+
+    Memory stays bounded whatever the size: .tif and .npy hold one tile, .png one short row of
+    tiles, .jpg the whole image (refused above 64 megapixels). Outputs whose uncompressed size
+    exceeds the free disk space are refused up front (--force for .png/.tif).
+    """
     from .api import load_model, resolve_device, resolve_dtype
-    from .io.images import check_output_path
+    from .io.images import check_output
+    from .tiling import Region
 
     if latents_path is not None:
         from .inversion.cli import generate_latents
@@ -65,12 +75,15 @@ def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, 
         raise UserError(f"--tile must be positive, got {tile}")
     if batch is not None and batch <= 0:
         raise UserError(f"--batch must be positive, got {batch}")
-    check_output_path(out)
+    if max_memory is not None and not max_memory > 0:
+        raise UserError(f"--max-memory must be positive, got {max_memory}")
+    Region(0 if x is None else x, 0 if y is None else y, width, height)  # sizes and positions in range
+    check_output(out, width, height, force)
     resolve_dtype(dtype)
     resolve_device(device)
     model = load_model(model_path)
     path = model.generate_to_file(out, seed, width, height, x, y, tile, batch, device, dtype,
-                                  progress=not quiet)
+                                  progress=not quiet, force=force, max_memory_mb=max_memory)
     if not quiet:
         click.echo(f"wrote {path} ({width}x{height})", err=True)
 

@@ -37,8 +37,22 @@ class MappingNetwork(nn.Module):
         return self.net(z)
 
 
+#: activations are clamped to +-FP16_CLAMP in float16 (as StyleGAN2-ADA's conv_clamp): without
+#: it a trained model's large activations overflow float16's 65,504 range
+FP16_CLAMP = 256.0
+
+
+def clamp_half(x: torch.Tensor) -> torch.Tensor:
+    """Clamp float16 activations to +-FP16_CLAMP (other dtypes unchanged)."""
+    if x.dtype != torch.float16:
+        return x
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x.clamp(-FP16_CLAMP, FP16_CLAMP)
+    return x.clamp_(-FP16_CLAMP, FP16_CLAMP)
+
+
 class StyledConv(nn.Module):
-    """Modulated conv (optionally upsampling) + noise + bias + leaky ReLU."""
+    """Modulated conv (optionally upsampling) + noise + bias + leaky ReLU (clamped in float16)."""
 
     def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool, padded: bool = False):
         super().__init__()
@@ -48,7 +62,7 @@ class StyledConv(nn.Module):
 
     def forward(self, x, style, noise=None):
         # the conv output is a fresh tensor: without autograd, noise/bias/activation run in place
-        return self.activate(self.noise(self.conv(x, style), noise, inplace=True), inplace=True)
+        return clamp_half(self.activate(self.noise(self.conv(x, style), noise, inplace=True), inplace=True))
 
 
 class TextureSynthesizer(nn.Module):
@@ -96,5 +110,5 @@ class TextureSynthesizer(nn.Module):
             if i % 2 == 1:
                 k = i // 2
                 st = styles[self.rgb_slot(k)] if rgb_styles is None else rgb_styles[k]
-                rgb = self.to_rgbs[k](x, st, rgb)
+                rgb = clamp_half(self.to_rgbs[k](x, st, rgb))
         return rgb

@@ -1,18 +1,10 @@
-"""Streaming writers: what is read back equals what was written, band boundaries anywhere."""
+"""Streaming writers: what is read back equals what was written, for any tile grid."""
 import numpy as np
 import pytest
 from PIL import Image
 
 from infinitygan.errors import UserError
-from infinitygan.io.images import save_image, to_uint8, write_bands
-
-
-def _bands(img, heights):
-    y = 0
-    for h in heights:
-        yield y, img[y: y + h]
-        y += h
-    assert y == img.shape[0]
+from infinitygan.io.images import NonFiniteOutput, array_pieces, check_output, save_image, to_uint8, write_tiles
 
 
 @pytest.fixture
@@ -22,11 +14,14 @@ def image():
 
 
 @pytest.mark.parametrize("ext", ["png", "tif", "npy", "jpg"])
-def test_round_trip(tmp_path, image, ext):
+@pytest.mark.parametrize("tile", [(48, 96), (256, 256), (304, 528)])
+def test_round_trip(tmp_path, image, ext, tile):
     if ext == "jpg":  # lossy: use a smooth image
         yy, xx = np.mgrid[0:301, 0:517].astype(np.float32)
         image = np.stack([np.sin(xx / 40), np.cos(yy / 30), (xx - yy) / 600], -1).astype(np.float32)
-    path = write_bands(tmp_path / f"x.{ext}", image.shape[1], image.shape[0], _bands(image, [17, 256, 28]))
+    th, tw = tile
+    pieces = ((y, x, image[y: y + th, x: x + tw]) for y in range(0, 301, th) for x in range(0, 517, tw))
+    path = write_tiles(tmp_path / f"x.{ext}", image.shape[1], image.shape[0], th, tw, pieces)
     if ext == "npy":
         assert np.array_equal(np.load(path), image)
     elif ext == "tif":
@@ -47,12 +42,36 @@ def test_to_uint8_range():
 
 def test_failed_write_leaves_nothing(tmp_path, image):
     def broken():
-        yield 0, image[:10]
+        yield from list(array_pieces(image, 64))[:3]
         raise RuntimeError("interrupted")
 
-    with pytest.raises(RuntimeError):
-        write_bands(tmp_path / "x.png", image.shape[1], image.shape[0], broken())
+    for ext in ("png", "tif", "npy"):
+        with pytest.raises(RuntimeError):
+            write_tiles(tmp_path / f"x.{ext}", image.shape[1], image.shape[0], 64, 64, broken())
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", ["png", "tif", "npy", "jpg"])
+def test_non_finite_output_never_replaces_a_file(tmp_path, image, ext):
+    target = tmp_path / f"x.{ext}"
+    target.write_bytes(b"precious")
+    bad = image.copy()
+    bad[200, 300, 1] = np.nan
+    with pytest.raises(NonFiniteOutput):
+        save_image(target, bad)
+    assert target.read_bytes() == b"precious" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_refusals_before_any_work(tmp_path):
+    with pytest.raises(UserError, match="JPEG"):
+        check_output(tmp_path / "x.jpg", 100_000, 1000)
+    with pytest.raises(UserError, match="free"):
+        check_output(tmp_path / "x.npy", 2 ** 31 - 1, 2 ** 31 - 1)
+    with pytest.raises(UserError, match="force"):
+        check_output(tmp_path / "x.png", 2 ** 31 - 1, 2 ** 31 - 1)
+    check_output(tmp_path / "x.png", 2 ** 31 - 1, 2 ** 31 - 1, force=True)
+    with pytest.raises(UserError, match="directory"):
+        check_output(tmp_path, 10, 10)
 
 
 def test_bad_paths(tmp_path, image):
@@ -60,8 +79,10 @@ def test_bad_paths(tmp_path, image):
         save_image(tmp_path / "x.gif", image)
     with pytest.raises(UserError, match="does not exist"):
         save_image(tmp_path / "missing" / "x.png", image)
-    with pytest.raises(UserError, match="expected an"):
+    with pytest.raises(UserError, match="expected a"):
         save_image(tmp_path / "x.png", image[..., 0])
+    with pytest.raises(UserError, match="non-empty"):
+        save_image(tmp_path / "x.png", np.zeros((0, 4, 3)))
 
 
 def test_outputs_get_umask_permissions(tmp_path):

@@ -2,8 +2,8 @@
 
 The canvas of seed S supplies zl and noise everywhere; the inverted zl and noise windows are
 pasted over it; zg and the W+ styles are the inverted ones everywhere. The output region is then
-rendered band by band by ``Synthesizer.bands`` (bounded memory at any width) and written by the
-streaming writers. Different seeds give different continuations, and the inverted region is
+rendered tile by tile by ``Synthesizer.tiles`` (bounded memory at any width) and written by the
+streaming writers (``api.render_to_file``). Different seeds give different continuations, and the inverted region is
 the same for every seed (its pixels read nothing but the latents file).
 
 Optional:
@@ -13,12 +13,10 @@ Optional:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
-
 import numpy as np
 
+from ..api import render_to_file
 from ..errors import UserError
-from ..io.images import check_output_path, write_bands
 from ..latents import Canvas
 from ..synthesis import Region
 from .latents_file import Latents
@@ -55,46 +53,47 @@ def feather_weights(mask: np.ndarray, feather: int) -> np.ndarray:
     return np.clip(dist / float(feather), 0.0, 1.0).astype(np.float32) * known
 
 
-def paste_back(bands: Iterable[tuple[int, np.ndarray]], region: Region, lat: Latents,
-               feather: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Blend the stored original pixels over the bands (float32 [-1, 1]) where they intersect."""
+def paste_back(tiles, region: Region, lat: Latents, feather: int):
+    """Blend the stored original pixels over the tiles (float32 [-1, 1]) where they intersect."""
     if lat.target is None:
         raise UserError("this latents file holds no image to paste back")
     img = lat.target.astype(np.float32) / 127.5 - 1.0
     mask = lat.mask if lat.mask is not None else np.ones(img.shape[:2], np.uint8)
     alpha = feather_weights(mask, feather)[..., None]
     ir = lat.region
-    for y0, band in bands:
-        top, bottom = region.y + y0, region.y + y0 + band.shape[0]
-        r0, r1 = max(top, ir.y), min(bottom, ir.y + ir.height)
-        c0, c1 = max(region.x, ir.x), min(region.x + region.width, ir.x + ir.width)
+    for t, px in tiles:
+        r0, r1 = max(t.y0, ir.y), min(t.y1, ir.y + ir.height)
+        c0, c1 = max(t.x0, ir.x), min(t.x1, ir.x + ir.width)
         if r0 < r1 and c0 < c1:
-            dst = band[r0 - top: r1 - top, c0 - region.x: c1 - region.x]
+            dst = px[r0 - t.y0: r1 - t.y0, c0 - t.x0: c1 - t.x0]
             a = alpha[r0 - ir.y: r1 - ir.y, c0 - ir.x: c1 - ir.x]
             src = img[r0 - ir.y: r1 - ir.y, c0 - ir.x: c1 - ir.x]
             dst *= 1.0 - a
             dst += a * src
-        yield y0, band
+        yield t, px
 
 
-def outpaint_bands(model, lat: Latents, seed: int, region: Region, tile=None, batch=None, device=None,
-                   dtype="float32", progress: bool = False, feather: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Bands of the outpainted region (see ``Synthesizer.bands``); paste-back when feather is not None."""
+def _post(lat: Latents, region: Region, feather: int | None):
+    return None if feather is None else (lambda tiles: paste_back(tiles, region, lat, feather))
+
+
+def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: Region, tile=None, batch=None,
+                     device=None, dtype="float32", progress: bool = False, feather: int | None = None,
+                     force: bool = False) -> Path:
+    """Stream the outpainted region to an image file (atomic; .png, .tif, .npy, .jpg) through the
+    engine's tiles; paste-back when feather is not None."""
     synth = model.synthesizer(device, dtype)
-    canvas = outpaint_canvas(lat, seed)
-    bands = synth.bands(canvas, region, tile, batch, progress, styles=lat.styles[None])
-    return paste_back(bands, region, lat, feather) if feather is not None else bands
+    return render_to_file(path, synth, outpaint_canvas(lat, seed), region, tile, batch, progress, force,
+                          styles=lat.styles[None], post=_post(lat, region, feather))
 
 
-def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: Region, **kw) -> Path:
-    """Stream the outpainted region to an image file (atomic; .png, .tif, .npy, .jpg)."""
-    path = check_output_path(path)
-    return write_bands(path, region.width, region.height, outpaint_bands(model, lat, seed, region, **kw))
-
-
-def outpaint(model, lat: Latents, seed: int, region: Region, **kw) -> np.ndarray:
+def outpaint(model, lat: Latents, seed: int, region: Region, tile=None, batch=None, device=None,
+             dtype="float32", progress: bool = False, feather: int | None = None) -> np.ndarray:
     """The outpainted region as float32 (H, W, 3)."""
+    synth = model.synthesizer(device, dtype)
+    tiles = synth.tiles(outpaint_canvas(lat, seed), region, tile, batch, progress, styles=lat.styles[None])
+    post = _post(lat, region, feather)
     out = np.empty((region.height, region.width, 3), np.float32)
-    for y, band in outpaint_bands(model, lat, seed, region, **kw):
-        out[y: y + band.shape[0]] = band
+    for t, px in (tiles if post is None else post(tiles)):
+        out[t.y0 - region.y: t.y1 - region.y, t.x0 - region.x: t.x1 - region.x] = px
     return out

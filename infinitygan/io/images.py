@@ -1,18 +1,26 @@
-"""Image writers that consume horizontal bands (streaming) and write atomically.
+"""Image writers that consume finished tiles (streaming) and write atomically.
 
-Every writer takes an iterator of ``(row_offset, band)`` with band float32 (h, W, 3) of raw
-generator output, in top-to-bottom order, and writes to a temporary file beside the target
-that is renamed into place only when complete (an interrupted run never leaves a truncated
-image under the final name).
+Every writer takes an iterator of ``(row_offset, col_offset, tile)`` with tile float32 (h, w, 3)
+of raw generator output, for the tiles of a row-major grid of ``tile_height x tile_width``
+tiles (the last row and column may be smaller), in that order, and writes to a temporary file
+beside the target that is renamed into place only when complete: an interrupted or failed run
+never leaves a truncated image under the final name, and never replaces an existing file.
+Tiles holding NaN or infinity stop the write (``NonFiniteOutput``).
 
-* ``.png``: row-streamed PNG (our own chunk writer over zlib): memory O(one band).
-* ``.tif`` / ``.tiff``: tiled BigTIFF via tifffile, tiles fed from the bands: memory O(one band).
-* ``.npy``: raw unclamped float32 (H, W, 3), header then rows: memory O(one band).
-* ``.jpg`` / ``.jpeg``: Pillow; holds the whole image (JPEG is limited to 65,500 pixels a side).
+* ``.tif`` / ``.tiff``: tiled BigTIFF (deflate) via tifffile, one TIFF tile per engine tile:
+  memory O(one tile).
+* ``.npy``: raw unclamped float32 (H, W, 3), each tile written in place: memory O(one tile).
+* ``.png``: row-streamed PNG (our own chunk writer over zlib). PNG stores whole rows, so a row
+  of tiles is held as 8-bit pixels: ``tile_height x width x 3`` bytes. ``png_tile_height``
+  picks rows of tiles short enough to keep that buffer under ``PNG_BAND_BYTES`` (64 MB; at
+  least 16 rows, so a 2^31-pixel-wide PNG holds 16 x 2^31 x 3 bytes).
+* ``.jpg`` / ``.jpeg``: Pillow; holds the whole image, so it is refused above
+  ``JPEG_MAX_PIXELS`` (64 megapixels) or 65,500 pixels a side: use .tif or .png.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -25,9 +33,19 @@ import numpy as np
 from ..errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+#: TIFF tile of images saved from arrays (engine output uses the engine's tiles)
 TIFF_TILE = 256
+#: the largest 8-bit row buffer of the PNG writer
+PNG_BAND_BYTES = 64 * 2 ** 20
+#: JPEG is written from a whole image in memory
+JPEG_MAX_PIXELS = 64 * 2 ** 20
+JPEG_MAX_SIDE = 65500
 
-Bands = Iterable[tuple[int, np.ndarray]]
+Pieces = Iterable[tuple[int, int, np.ndarray]]
+
+
+class NonFiniteOutput(UserError):
+    """The generator produced NaN or infinity: nothing is written."""
 
 
 def to_uint8(x: np.ndarray, rows_per_chunk: int = 64) -> np.ndarray:
@@ -47,6 +65,8 @@ def check_output_path(path: str | Path) -> Path:
     """Validate the extension and that the folder exists and is writable (before any work)."""
     path = Path(path)
     ext = path.suffix.lower()
+    if path.is_dir():
+        raise UserError(f"output is a directory: {path} (give a file name ending in {', '.join(EXTENSIONS)})")
     if ext not in EXTENSIONS:
         raise UserError(f"unknown output extension {ext or '(none)'!r} for {path} (use {', '.join(EXTENSIONS)})")
     folder = path.parent if str(path.parent) else Path(".")
@@ -55,6 +75,45 @@ def check_output_path(path: str | Path) -> Path:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"output is not writable: {path}")
     return path
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
+
+
+def output_bytes(ext: str, width: int, height: int) -> int:
+    """Uncompressed size of an image of this format (.npy: float32, others: 8-bit RGB)."""
+    return width * height * (12 if ext.lower() == ".npy" else 3)
+
+
+def check_output(path: str | Path, width: int, height: int, force: bool = False) -> Path:
+    """Everything about an output that can be refused before synthesis: the path (see
+    ``check_output_path``), JPEG's in-memory limit, and an uncompressed size beyond the free
+    space of the output's folder (``force`` overrides that for the compressed .png / .tif)."""
+    path = check_output_path(path)
+    ext = path.suffix.lower()
+    if ext in (".jpg", ".jpeg") and (width * height > JPEG_MAX_PIXELS or max(width, height) > JPEG_MAX_SIDE):
+        raise UserError(f"JPEG is written from a whole image in memory and is limited to {JPEG_MAX_PIXELS // 2**20} "
+                        f"megapixels and {JPEG_MAX_SIDE:,} pixels a side ({width}x{height} asked): use .tif or .png")
+    folder = path.parent if str(path.parent) else Path(".")
+    need, free = output_bytes(ext, width, height), shutil.disk_usage(folder).free
+    if need > free and (not force or ext == ".npy"):
+        hint = "" if ext == ".npy" else "; --force writes anyway (compressed .png/.tif are often smaller)"
+        raise UserError(f"{width}x{height} needs up to {_gb(need)} uncompressed ({ext}) but {folder} has "
+                        f"{_gb(free)} free{hint}")
+    return path
+
+
+def png_tile_height(width: int, unit: int = 16) -> int:
+    """Rows of tiles for PNG output: short enough that a row of 8-bit pixels stays within
+    PNG_BAND_BYTES (at least ``unit`` rows)."""
+    return max(unit, PNG_BAND_BYTES // (3 * width) // unit * unit)
+
+
+def _checked_uint8(tile: np.ndarray) -> np.ndarray:
+    if not np.isfinite(tile).all():
+        raise NonFiniteOutput("the generator produced NaN or infinite values (broken weights?): nothing was written")
+    return to_uint8(tile)
 
 
 def _umask() -> int:
@@ -89,101 +148,116 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def write_png_stream(path: Path, width: int, height: int, bands: Bands, level: int = 4) -> None:
+def write_png_stream(path: Path, width: int, height: int, tile_height: int, pieces: Pieces, level: int = 4) -> None:
     """Row-streamed 8-bit RGB PNG; rows filtered with 'Up' (difference to the row above)."""
     comp = zlib.compressobj(level)
     prev = np.zeros((width * 3,), np.uint8)
+    band = np.empty((tile_height, width, 3), np.uint8)
     rows_done = 0
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
         f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
-        for _, band in bands:
-            px = to_uint8(band).reshape(band.shape[0], width * 3)
-            up = np.empty_like(px)
-            up[0] = px[0] - prev
-            up[1:] = px[1:] - px[:-1]
+        for y, x, tile in pieces:
+            h, w = tile.shape[:2]
+            band[:h, x: x + w] = _checked_uint8(tile)
+            if x + w < width:
+                continue
+            px = band[:h].reshape(h, width * 3)
+            up = np.empty((h, width * 3 + 1), np.uint8)
+            up[:, 0] = 2
+            up[0, 1:] = px[0] - prev
+            np.subtract(px[1:], px[:-1], out=up[1:, 1:])
             prev = px[-1].copy()
-            raw = np.concatenate([np.full((px.shape[0], 1), 2, np.uint8), up], axis=1)
-            data = comp.compress(raw.tobytes())
+            data = comp.compress(up.tobytes())
             if data:
                 f.write(_png_chunk(b"IDAT", data))
-            rows_done += px.shape[0]
+            rows_done += h
         f.write(_png_chunk(b"IDAT", comp.flush()))
         f.write(_png_chunk(b"IEND", b""))
     if rows_done != height:
         raise RuntimeError(f"PNG writer got {rows_done} rows, expected {height}")
 
 
-def write_npy_stream(path: Path, width: int, height: int, bands: Bands) -> None:
-    """Raw float32 (H, W, 3) .npy, streamed row band by row band."""
+def write_npy_stream(path: Path, width: int, height: int, pieces: Pieces) -> None:
+    """Raw float32 (H, W, 3) .npy; each tile is written in place, row by row."""
     with open(path, "wb") as f:
         np.lib.format.write_array_header_2_0(
             f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
                 "shape": (height, width, 3)})
-        for _, band in bands:
-            f.write(np.ascontiguousarray(band, dtype=np.float32).tobytes())
+        start = f.tell()
+        f.truncate(start + height * width * 12)
+        for y, x, tile in pieces:
+            if not np.isfinite(tile).all():
+                raise NonFiniteOutput("the generator produced NaN or infinite values (broken weights?): "
+                                      "nothing was written")
+            tile = np.ascontiguousarray(tile, dtype=np.float32)
+            for r in range(tile.shape[0]):
+                f.seek(start + ((y + r) * width + x) * 12)
+                f.write(tile[r].tobytes())
 
 
-def _tiff_tiles(width: int, bands: Bands, tile: int) -> Iterator[np.ndarray]:
-    """Re-chunk bands of any height into rows of TIFF tiles (tile x tile x 3, edges zero-padded)."""
-    buf = np.zeros((0, width, 3), np.uint8)
-    n_cols = -(-width // tile)
-
-    def emit(rows: np.ndarray):
-        for j in range(n_cols):
-            t = np.zeros((tile, tile, 3), np.uint8)
-            piece = rows[:, j * tile: (j + 1) * tile]
-            t[: piece.shape[0], : piece.shape[1]] = piece
-            yield t
-
-    for _, band in bands:
-        buf = np.concatenate([buf, to_uint8(band)], axis=0)
-        while buf.shape[0] >= tile:
-            yield from emit(buf[:tile])
-            buf = buf[tile:]
-    if buf.shape[0]:
-        yield from emit(buf)
-
-
-def write_tiff_stream(path: Path, width: int, height: int, bands: Bands) -> None:
-    """Tiled (256 x 256) BigTIFF, deflate-compressed, streamed from the bands."""
+def write_tiff_stream(path: Path, width: int, height: int, tile_height: int, tile_width: int,
+                      pieces: Pieces) -> None:
+    """Tiled BigTIFF (deflate), one TIFF tile per engine tile (sizes are multiples of 16)."""
     import tifffile
 
+    def tiles() -> Iterator[np.ndarray]:
+        for _, _, tile in pieces:
+            h, w = tile.shape[:2]
+            if (h, w) == (tile_height, tile_width):
+                yield _checked_uint8(tile)
+            else:  # the last row / column: zero-padded to a whole TIFF tile
+                out = np.zeros((tile_height, tile_width, 3), np.uint8)
+                out[:h, :w] = _checked_uint8(tile)
+                yield out
+
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        tif.write(_tiff_tiles(width, bands, TIFF_TILE), shape=(height, width, 3), dtype=np.uint8,
-                  tile=(TIFF_TILE, TIFF_TILE), photometric="rgb", compression="zlib")
+        tif.write(tiles(), shape=(height, width, 3), dtype=np.uint8, tile=(tile_height, tile_width),
+                  photometric="rgb", compression="zlib")
 
 
-def write_pillow(path: Path, width: int, height: int, bands: Bands, fmt: str) -> None:
+def write_jpeg(path: Path, width: int, height: int, pieces: Pieces) -> None:
     from PIL import Image
 
-    if fmt == "JPEG" and max(width, height) > 65500:
-        raise UserError("JPEG is limited to 65,500 pixels per side: use .png or .tif")
     img = np.empty((height, width, 3), np.uint8)
-    for y, band in bands:
-        img[y: y + band.shape[0]] = to_uint8(band)
-    Image.fromarray(img).save(path, format=fmt, quality=95)
+    for y, x, tile in pieces:
+        img[y: y + tile.shape[0], x: x + tile.shape[1]] = _checked_uint8(tile)
+    Image.fromarray(img).save(path, format="JPEG", quality=95)
 
 
-def write_bands(path: str | Path, width: int, height: int, bands: Bands) -> Path:
-    """Write the bands to ``path`` (format from the extension), atomically."""
-    path = check_output_path(path)
+def write_tiles(path: str | Path, width: int, height: int, tile_height: int, tile_width: int,
+                pieces: Pieces, force: bool = False) -> Path:
+    """Write the tiles to ``path`` (format from the extension), atomically."""
+    path = check_output(path, width, height, force)
     ext = path.suffix.lower()
+    if ext in (".tif", ".tiff") and (tile_height % 16 or tile_width % 16):
+        raise ValueError(f"TIFF tiles must be multiples of 16, got {tile_height}x{tile_width}")
     with atomic_path(path) as tmp:
         if ext == ".png":
-            write_png_stream(tmp, width, height, bands)
+            write_png_stream(tmp, width, height, tile_height, pieces)
         elif ext in (".tif", ".tiff"):
-            write_tiff_stream(tmp, width, height, bands)
+            write_tiff_stream(tmp, width, height, tile_height, tile_width, pieces)
         elif ext == ".npy":
-            write_npy_stream(tmp, width, height, bands)
+            write_npy_stream(tmp, width, height, pieces)
         else:
-            write_pillow(tmp, width, height, bands, "JPEG")
+            write_jpeg(tmp, width, height, pieces)
     return path
 
 
+def array_pieces(image: np.ndarray, tile: int = TIFF_TILE) -> Iterator[tuple[int, int, np.ndarray]]:
+    """An (H, W, 3) array as a row-major grid of tile x tile views."""
+    for y in range(0, image.shape[0], tile):
+        for x in range(0, image.shape[1], tile):
+            yield y, x, image[y: y + tile, x: x + tile]
+
+
 def save_image(path: str | Path, image: np.ndarray) -> Path:
-    """Save a float image (H, W, 3) of raw generator output (any supported extension)."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise UserError(f"expected an (H, W, 3) image, got shape {image.shape}")
-    return write_bands(path, image.shape[1], image.shape[0], [(0, image)])
+    """Save a float image (H, W, 3) of raw generator output (about [-1, 1]; any supported
+    extension; .npy keeps the raw float32 values)."""
+    try:
+        image = np.asarray(image, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise UserError("expected an (H, W, 3) array of numbers") from None
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise UserError(f"expected a non-empty (H, W, 3) image, got shape {image.shape}")
+    return write_tiles(path, image.shape[1], image.shape[0], TIFF_TILE, TIFF_TILE, array_pieces(image))
