@@ -19,7 +19,7 @@ TOL = 1e-4
 
 def render_fused(synth, canvas, fusion, region, tile, batch=1):
     """Tile loop over the engine's plan with the fused forward (GS per tile)."""
-    tiles = synth.plan(region, tile)
+    tiles = list(synth.plan(region, tile))
     out = np.zeros((region.height, region.width, 3), np.float32)
     zg, wplus = synth.styles(canvas)
     with torch.no_grad():
