@@ -120,16 +120,16 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
 
 def _register_optional():
     """Subcommands that live in other modules (model info, presets, the authors' checkpoints,
-    training, data, metrics, inversion)."""
+    training, data, metrics, inversion, video, the tile server)."""
     import importlib
 
     from . import info, official, presets
 
     for module in (info, official, presets):
         module.register(cli)
-    for name in ("training", "metrics", "inversion"):
+    for name in ("training.cli", "metrics.cli", "inversion.cli", "video"):
         try:
-            mod = importlib.import_module(f".{name}.cli", __package__)
+            mod = importlib.import_module(f".{name}", __package__)
         except ImportError:
             continue
         mod.register(cli)
