@@ -127,7 +127,7 @@ def _register_optional():
 
     for module in (info, official, presets):
         module.register(cli)
-    for name in ("training.cli", "metrics.cli", "inversion.cli", "video"):
+    for name in ("training.cli", "metrics.cli", "inversion.cli", "video", "serve.cli"):
         try:
             mod = importlib.import_module(f".{name}", __package__)
         except ImportError:

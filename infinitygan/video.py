@@ -34,6 +34,9 @@ VIDEO_FORMATS = {
     ".webm": ("webm", "libvpx-vp9", "yuv420p"),
 }
 
+#: x264 speed presets (fastest first)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
 #: upper bound of --frames (a sanity limit: about 3.8 days of video at 30 fps)
 MAX_FRAMES = 10_000_000
 
@@ -154,14 +157,20 @@ def _av():
 
 
 def encode_video(path: str | Path, frames: Iterator[np.ndarray], width: int, height: int, fps: int = 30,
-                 crf: int = 18, total: int | None = None, progress: bool = False) -> Path:
-    """Encode uint8 (height, width, 3) frames to ``path`` (.mp4, .mkv, .webm), atomically."""
+                 crf: int = 18, preset: str = "veryfast", total: int | None = None,
+                 progress: bool = False) -> Path:
+    """Encode uint8 (height, width, 3) frames to ``path`` (.mp4, .mkv, .webm), atomically.
+
+    crf: quality (H.264: 18 is about visually lossless, 0 lossless luma; VP9 uses crf + 13).
+    preset: x264 speed preset (VP9 ignores it)."""
     path = check_video_path(path)
     fmt, codec, pix = VIDEO_FORMATS[path.suffix.lower()]
     if pix == "yuv420p" and (width % 2 or height % 2):
         raise UserError(f"{path.suffix} video needs an even width and height, got {width}x{height}")
     if not 1 <= fps <= 240:
         raise UserError(f"--fps must be in 1..240, got {fps}")
+    if preset not in X264_PRESETS:
+        raise UserError(f"unknown --preset {preset!r} (choose from {', '.join(X264_PRESETS)})")
     av = _av()
     bar = None
     if progress:
@@ -172,10 +181,9 @@ def encode_video(path: str | Path, frames: Iterator[np.ndarray], width: int, hei
         with av.open(str(tmp), mode="w", format=fmt) as container:
             stream = container.add_stream(codec, rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, pix
-            # the encoders' look-ahead is what holds frames: 8 keeps it to a few (x264's default 40
-            # frames of 1080p is +200 MB); quality: crf (x264 18 ~ visually lossless; VP9 scale + 13)
+            # the encoders' look-ahead holds frames: 8 instead of x264's default 40 (+200 MB at 1080p)
             if codec == "libx264":
-                stream.options = {"crf": str(crf), "rc-lookahead": "8"}
+                stream.options = {"crf": str(crf), "preset": preset, "rc-lookahead": "8"}
             else:
                 stream.options = {"crf": str(crf + 13), "b": "0", "lag-in-frames": "8"}
             for img in frames:
@@ -190,7 +198,8 @@ def encode_video(path: str | Path, frames: Iterator[np.ndarray], width: int, hei
 
 
 def pan_to_file(model, path: str | Path, seed: int, width: int, height: int, speed: float, frames: int,
-                x: int | None = None, y: int | None = None, fps: int = 30, strip: int | None = None,
+                x: int | None = None, y: int | None = None, fps: int = 30, crf: int = 18,
+                preset: str = "veryfast", strip: int | None = None,
                 tile: int | None = None, batch: int | None = None, device=None, dtype="float32",
                 progress: bool = False) -> Path:
     """Render a fly-through of image ``seed`` of a ``Model`` and encode it to ``path``.
@@ -202,7 +211,7 @@ def pan_to_file(model, path: str | Path, seed: int, width: int, height: int, spe
     check_video_path(path)
     synth = model.synthesizer(device, dtype)
     it = pan_frames(synth, model.canvas(seed), camera, strip, tile, batch)
-    return encode_video(path, it, width, height, fps, total=frames, progress=progress)
+    return encode_video(path, it, width, height, fps, crf, preset, total=frames, progress=progress)
 
 
 # ============================================================================== command line
@@ -216,6 +225,10 @@ def pan_to_file(model, path: str | Path, seed: int, width: int, height: int, spe
               help="camera speed in pixels per frame (negative: move left)")
 @click.option("--frames", default=300, show_default=True, type=int, help="number of frames")
 @click.option("--fps", default=30, show_default=True, type=int, help="frames per second")
+@click.option("--crf", default=18, show_default=True, type=click.IntRange(0, 51),
+              help="quality: 18 about visually lossless, higher is smaller")
+@click.option("--preset", default="veryfast", show_default=True, type=click.Choice(X264_PRESETS),
+              help="x264 speed preset (.mp4/.mkv)")
 @click.option("--x", "x", default=None, type=int, help="left pixel of the first frame (default: centred on 0)")
 @click.option("--y", "y", default=None, type=int, help="top pixel (default: centred on the horizon)")
 @click.option("--strip", default=None, type=int, help="columns rendered at a time (default: the tile size)")
@@ -225,8 +238,8 @@ def pan_to_file(model, path: str | Path, seed: int, width: int, height: int, spe
 @click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".mp4, .mkv (H.264) or .webm (VP9)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pan_cmd(model_path, seed, width, height, speed, frames, fps, x, y, strip, tile, batch, device, dtype, out,
-            quiet):
+def pan_cmd(model_path, seed, width, height, speed, frames, fps, crf, preset, x, y, strip, tile, batch, device,
+            dtype, out, quiet):
     """Fly along the endless image of SEED: a video of a camera moving horizontally."""
     from .api import load_model, resolve_device, resolve_dtype
 
@@ -246,8 +259,8 @@ def pan_cmd(model_path, seed, width, height, speed, frames, fps, x, y, strip, ti
     resolve_dtype(dtype)
     resolve_device(device)
     model = load_model(model_path)
-    pan_to_file(model, path, seed, width, height, speed, frames, x, y, fps, strip, tile, batch, device, dtype,
-                progress=not quiet)
+    pan_to_file(model, path, seed, width, height, speed, frames, x, y, fps, crf, preset, strip, tile, batch,
+                device, dtype, progress=not quiet)
     if not quiet:
         click.echo(f"wrote {path} ({width}x{height}, {frames} frames at {fps} fps)", err=True)
 

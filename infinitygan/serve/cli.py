@@ -1,0 +1,67 @@
+"""The ``serve`` subcommand (registered into the ``infinitygan`` group by ``cli.py``)."""
+from __future__ import annotations
+
+import click
+
+from ..errors import UserError
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve_cmd)
+
+
+@click.command("serve")
+@click.option("--model", "model_path", default=None, type=click.Path(),
+              help="model file or training run directory (default: the bundled model)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
+@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16")
+@click.option("--max-zoom", default=2, show_default=True, type=int,
+              help="most zoomed-out level (a tile at level z renders (256 * 2^z)^2 pixels)")
+@click.option("--band", default=None, type=int, help="half height in pixels of the rows served around the horizon")
+@click.option("--cache-mb", default=256.0, show_default=True, type=float, help="in-memory tile cache size")
+@click.option("--max-queue", default=64, show_default=True, type=int, help="queued renders before answering 503")
+@click.option("--batch-tiles", default=16, show_default=True, type=int, help="native tiles per shared render")
+@click.option("--quiet", is_flag=True, help="no access log")
+def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, max_queue, batch_tiles, quiet):
+    """Serve the infinite image as a web map: open http://HOST:PORT/ in a browser."""
+    from ..api import load_model, resolve_device, resolve_dtype
+    from .tiles import MAX_ZOOM_LIMIT
+
+    if not 0 <= max_zoom <= MAX_ZOOM_LIMIT:
+        raise UserError(f"--max-zoom must be in 0..{MAX_ZOOM_LIMIT}, got {max_zoom}")
+    if band is not None and band <= 0:
+        raise UserError(f"--band must be positive, got {band}")
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be in 1..65535, got {port}")
+    for name, v in (("--cache-mb", cache_mb), ("--max-queue", max_queue), ("--batch-tiles", batch_tiles)):
+        if v <= 0:
+            raise UserError(f"{name} must be positive, got {v}")
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError:
+        raise UserError("the tile server needs its extra: pip install 'infinitygan[serve]'") from None
+    from .tiles import TileRenderer
+
+    dev = resolve_device(device)
+    resolve_dtype(dtype)
+    model = load_model(model_path)
+    renderer = TileRenderer(model, dev, dtype, max_zoom=max_zoom, band=band,
+                            render_tile=1024 if dev.type == "cuda" else 512)
+    app = create_app(renderer, cache_mb, max_queue, batch_tiles, scene_store=_scene_store(model, renderer))
+    if not quiet:
+        click.echo(f"serving {model.config.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info",
+                access_log=not quiet)
+
+
+def _scene_store(model, renderer):
+    """Scene tools (style fusion) when that capability is installed; None otherwise."""
+    try:
+        from .scenes import SceneStore
+    except ImportError:
+        return None
+    return SceneStore(model, renderer)
