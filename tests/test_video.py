@@ -6,24 +6,33 @@ import pytest
 
 from infinitygan.cli import main
 from infinitygan.io.images import to_uint8
+from infinitygan.synthesis import Region
 from infinitygan.video import Camera, encode_video, pan_frames
 
 av = pytest.importorskip("av")
 
 
 @pytest.mark.parametrize("speed,strip", [(7.0, 32), (-5.5, 48), (2.25, 16), (23.0, 32)])
-def test_frames_equal_crops_of_one_shot_render(tiny_model, speed, strip):
+def test_frames_are_crops_of_the_image(tiny_model, speed, strip):
     synth = tiny_model.synthesizer("cpu")
     canvas = tiny_model.canvas(5)
     cam = Camera(x0=-37, y=-29, width=54, height=40, speed=speed, frames=7)
-    whole = synth.render_one_shot(canvas, cam.swept())
-    ref = to_uint8(whole)
-    sx = cam.swept().x
+    sw = cam.swept()
+    # exact reference of the buffer logic: the strip grid rendered independently, side by side
+    origin = (cam.left(0) // 16) * 16
+    k0, k1 = (sw.x - origin) // strip, -(-(sw.x + sw.width - origin) // strip)
+    grid = np.concatenate([to_uint8(synth.render(canvas, Region(origin + k * strip, cam.y, strip, cam.height)))
+                           for k in range(k0, k1)], axis=1)
+    gx = origin + k0 * strip
+    # and the one-shot render of the swept region: equal up to float rounding (tile sizes differ)
+    one_shot = to_uint8(synth.render_one_shot(canvas, sw))
     got = 0
     for i, frame in enumerate(pan_frames(synth, canvas, cam, strip=strip)):
-        a = cam.left(i) - sx
+        a = cam.left(i)
         assert frame.shape == (40, 54, 3) and frame.dtype == np.uint8
-        np.testing.assert_array_equal(frame, ref[:, a: a + 54])
+        np.testing.assert_array_equal(frame, grid[:, a - gx: a - gx + 54])
+        d = np.abs(frame.astype(int) - one_shot[:, a - sw.x: a - sw.x + 54])
+        assert d.max() <= 1 and (d > 0).mean() < 1e-3
         got += 1
     assert got == 7
 
@@ -54,7 +63,7 @@ def test_encoded_video_decodes_to_the_frames(tmp_path):
     from infinitygan.api import load_model
 
     model = load_model()  # the bundled model: natural images (random weights give saturated noise)
-    cam = Camera(x0=0, y=-32, width=64, height=48, speed=3, frames=6)
+    cam = Camera(x0=0, y=-32, width=64, height=48, speed=8, frames=6)
     frames = [f.copy() for f in pan_frames(model.synthesizer("cpu"), model.canvas(2), cam, strip=32)]
     out = encode_video(tmp_path / "fly.mp4", iter(frames), 64, 48, fps=10, crf=0)
     with av.open(str(out)) as c:
@@ -68,7 +77,7 @@ def test_encoded_video_decodes_to_the_frames(tmp_path):
         assert d.shape == f.shape
         err = np.abs(blocks(d) - blocks(f)).mean()
         assert err < 3, err
-        assert err < 0.25 * np.abs(blocks(d) - blocks(frames[(i + 3) % 6])).mean()  # not some other frame
+        assert err < 0.5 * np.abs(blocks(d) - blocks(frames[(i + 3) % 6])).mean()  # not some other frame
     assert not list(tmp_path.glob(".*part"))
 
 

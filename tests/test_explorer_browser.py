@@ -1,0 +1,81 @@
+"""The explorer page in a real headless Chromium: loads without console errors, shows tiles,
+fetches new tiles when dragged, keeps seed and position in the URL, changes seed, zooms out."""
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlparse
+
+import pytest
+
+from browser import CHROMIUM, chromium, loaded_tiles, serving
+
+pytest.importorskip("playwright")
+pytest.importorskip("uvicorn")
+if not os.access(CHROMIUM, os.X_OK):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from infinitygan.serve.app import create_app  # noqa: E402
+from infinitygan.serve.tiles import TileRenderer  # noqa: E402
+
+TILE = re.compile(r"/tiles/(\d+)/(\d+)/(-?\d+)/(-?\d+)\.png")
+
+
+def hash_state(url: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (p.split("=") for p in urlparse(url).fragment.split("&"))}
+
+
+def test_explorer_page(tiny_model):
+    renderer = TileRenderer(tiny_model, "cpu", max_zoom=1, band=256, render_tile=256)
+    errors, tiles = [], []
+    with serving(create_app(renderer)) as base, sync_playwright() as pw, chromium(pw) as browser:
+        page = browser.new_page(viewport={"width": 480, "height": 300})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        # (tiles leaving the view are aborted by Leaflet: not a failure)
+        page.on("requestfailed", lambda r: None if "ABORTED" in (r.failure or "") else errors.append(f"failed: {r.url}"))
+        page.on("response", lambda r: tiles.append(TILE.search(r.url).groups()) if TILE.search(r.url) and r.ok
+                else None)
+        page.goto(base + "/#seed=3&x=100&y=0&z=0")
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length >= 4", timeout=60000)
+        first = set(tiles)
+        assert first and all(t[0] == "3" and t[1] == "0" for t in first)
+        assert hash_state(page.url) == {"seed": 3, "x": 100, "y": 0, "z": 0}
+
+        # drag the map 300 px to the left: the view moves right, new columns of tiles are fetched
+        page.mouse.move(400, 150)
+        page.mouse.down()
+        for i in range(1, 7):
+            page.mouse.move(400 - 50 * i, 150)
+        page.mouse.up()
+        # (Leaflet's inertia may carry the view a little further)
+        page.wait_for_function("Number((location.hash.match(/x=(-?\\d+)/) || [])[1]) >= 390", timeout=10000)
+        page.wait_for_function(
+            "Array.from(document.querySelectorAll('img.leaflet-tile-loaded')).some(i => /\\/3\\/0\\/2\\/-?\\d+\\.png/.test(i.src))",
+            timeout=60000)
+        new = set(tiles) - first
+        assert new and max(int(t[2]) for t in new) > max(int(t[2]) for t in first)
+        s = hash_state(page.url)
+        assert s["x"] >= 390 and s["seed"] == 3
+
+        # another seed: the tiles of that seed are fetched, the URL follows
+        page.fill("#seed", "5")
+        page.press("#seed", "Enter")
+        page.wait_for_function("location.hash.indexOf('seed=5') > 0", timeout=10000)
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"/tiles/5/\"]').length >= 2",
+                               timeout=60000)
+
+        # a shared link (a new hash) moves the view where it points
+        page.evaluate("location.hash = '#seed=9&x=-4000&y=40&z=0'")
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"/tiles/9/0/-16/\"]').length >= 1",
+                               timeout=60000)
+        assert hash_state(page.url) == {"seed": 9, "x": -4000, "y": 40, "z": 0}
+
+        # zoom out one level: tiles of level 1 (rendered from 512-pixel regions)
+        page.click(".leaflet-control-zoom-out")
+        page.wait_for_function("location.hash.indexOf('z=1') > 0", timeout=10000)
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"/tiles/9/1/\"]').length >= 1",
+                               timeout=60000)
+    assert not errors, errors
