@@ -120,12 +120,13 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
 
 def _register_optional():
     """Subcommands that live in other modules (model info, presets, the authors' checkpoints,
-    training, data, metrics, inversion, video, the tile server)."""
+    scene options of generate, training, data, metrics, inversion, video, the tile server)."""
     import importlib
 
     from . import info, official, presets
+    from .scene import cli as scene_cli
 
-    for module in (info, official, presets):
+    for module in (info, official, presets, scene_cli):
         module.register(cli)
     for name in ("training.cli", "metrics.cli", "inversion.cli", "video", "serve.cli"):
         try:

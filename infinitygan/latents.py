@@ -148,7 +148,9 @@ class Canvas:
     Steering (``infinitygan.scene``): ``period`` makes every input periodic in x with that many
     latent cells (2^l times as many positions on lattice level l, coordinates included; see
     ``coords``); ``reseeds`` take zl and noise of regions from other seeds. With neither, the
-    values are those of the plain hash.
+    values are those of the plain hash. ``fusion``: the styles of spatial style fusion (an
+    ``infinitygan.scene.Fusion``, asked by the synthesizer for the styles of each window);
+    None: ``zg`` everywhere.
     """
 
     seed: int
@@ -159,6 +161,7 @@ class Canvas:
     noise_overrides: dict[int, list[Override]] = field(default_factory=dict)
     period: int | None = None
     reseeds: list[Reseed] = field(default_factory=list)
+    fusion: object | None = None
 
     def zg(self, device="cpu", dtype=torch.float32) -> torch.Tensor:
         """The global latent, (1, zg_dim)."""

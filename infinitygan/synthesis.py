@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .coords import HORIZON_ROW, canvas_coords
+from .coords import HORIZON_ROW
 from .errors import UserError
 from .generator import Generator
 from .latents import Canvas
@@ -62,6 +62,11 @@ def centered_origin(width: int, height: int, lattice: int) -> tuple[int, int]:
     x = lattice * round(-width / 2 / lattice)
     y = lattice * round((HORIZON_ROW - height / 2) / lattice)
     return x, y
+
+
+def _window(t) -> tuple[int, int, int, int]:
+    """zS window (row, rows, col, cols) of a tile (or the tuple itself)."""
+    return t if isinstance(t, tuple) else (t.row_cell, t.rows, t.col_cell, t.cols)
 
 
 class Synthesizer:
@@ -169,7 +174,7 @@ class Synthesizer:
             r0, c0 = t.row_cell - m, t.col_cell - m
             H, W = t.rows + 2 * m, t.cols + 2 * m
             zl.append(canvas.zl(r0, H, c0, W, device=dev, dtype=dt))
-            coords.append(canvas_coords(self.cfg.coords, r0, H, c0, W, dtype=dt, device=dev))
+            coords.append(canvas.coords(self.cfg.coords, r0, H, c0, W, dtype=dt, device=dev))
         return torch.stack(zl), torch.stack(coords), self._noises(canvas, tiles)
 
     def _noises(self, canvas: Canvas, tiles: list[Tile]) -> list[torch.Tensor]:
@@ -190,9 +195,9 @@ class Synthesizer:
         """
         m, dev, dt = self.geometry.gs_margin, self.device, self.dtype
         zl = canvas.zl(row_cell - m, rows + 2 * m, col0 - m, cols + 2 * m, device=dev, dtype=dt)
-        coords = canvas_coords(self.cfg.coords, row_cell - m, rows + 2 * m, col0 - m, cols + 2 * m,
+        coords = canvas.coords(self.cfg.coords, row_cell - m, rows + 2 * m, col0 - m, cols + 2 * m,
                                dtype=dt, device=dev)
-        return self.generator.structure(zg, zl[None], coords[None])
+        return self._structure(canvas, zg, zl[None], coords[None], [(row_cell, rows, col0, cols)])
 
     def gs_chunk_tiles(self, plan: TilePlan, batch: int) -> int:
         """How many neighbouring tiles of a row share one GS pass: as many as fit MAX_GS_CHUNK
@@ -220,8 +225,20 @@ class Synthesizer:
         if zg is None or styles is None:
             zg, styles = self.styles(canvas)
         zl, coords, noises = self._inputs(canvas, tiles)
-        zs = self.generator.structure(zg, zl, coords)
-        return self.generator.texture(zs, styles, noises)
+        zs = self._structure(canvas, zg, zl, coords, tiles)
+        return self._texture(canvas, zs, styles, noises, tiles)
+
+    def _structure(self, canvas: Canvas, zg, zl, coords, windows) -> torch.Tensor:
+        """GS; per-position zg under a style fusion (windows: tiles, or zS (row, rows, col, cols))."""
+        if canvas.fusion is None:
+            return self.generator.structure(zg, zl, coords)
+        return canvas.fusion.structure(self.generator, zl, coords, [_window(w) for w in windows])
+
+    def _texture(self, canvas: Canvas, zs, styles, noises, tiles) -> torch.Tensor:
+        """GT; per-position W+ under a style fusion (single-style tiles take the shared path)."""
+        if canvas.fusion is None:
+            return self.generator.texture(zs, styles, noises)
+        return canvas.fusion.texture(self.generator, zs, noises, [_window(t) for t in tiles])
 
     # ---- rendering -------------------------------------------------------------------------
     def tiles(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
@@ -259,7 +276,7 @@ class Synthesizer:
                                 zs = torch.cat([zs_chunk[..., t.col_cell - col0: t.col_cell - col0 + t.cols]
                                                 for t in part])
                                 zs = zs.contiguous(memory_format=torch.channels_last)  # NHWC: faster convs
-                                out = self.generator.texture(zs, styles, self._noises(canvas, part))
+                                out = self._texture(canvas, zs, styles, self._noises(canvas, part), part)
                             else:
                                 out = self.forward_tiles(canvas, part, zg, styles)
                             out = out.float().cpu().numpy()

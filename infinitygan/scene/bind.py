@@ -95,3 +95,11 @@ def _rects_overlap(a, b, period: int | None) -> bool:
         return a.x < b.x + b.width and b.x < a.x + a.width
     start = (b.x - a.x) % period  # b's start, from a's start, around the circle
     return start < a.width or start + b.width > period
+
+
+def bind_scene(scene: Scene, synth) -> Canvas:
+    """The canvas of a scene for a ``Synthesizer``, with its fusion (if any) on the synthesizer's
+    device and dtype."""
+    canvas = build_canvas(scene, synth.generator)
+    canvas.fusion = build_fusion(scene, synth.generator, synth.device, synth.dtype)
+    return canvas

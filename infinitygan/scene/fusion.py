@@ -127,34 +127,32 @@ class Fusion:
         return torch.einsum("nd,nhw->dhw", v, w)
 
 
-def fused_forward(generator, fusion: "Fusion | None", zg: torch.Tensor, wplus: torch.Tensor,
+    # ---- the engine's hooks ----------------------------------------------------------------
+    def structure(self, generator, zl: torch.Tensor, coords: torch.Tensor,
+                  windows: list[tuple[int, int, int, int]]) -> torch.Tensor:
+        """GS with per-position zg: zl (B, zl_dim, n + 2m, n' + 2m) of zS windows
+        (s_row, n_rows, s_col, n_cols) -> zS (B, C, n, n')."""
+        m = generator.geometry.gs_margin
+        zg = self.gs_styles([(r - m, n + 2 * m, c - m, k + 2 * m) for r, n, c, k in windows])
+        return generator.structure(zg.to(device=zl.device, dtype=zl.dtype), zl, coords)
+
+    def texture(self, generator, zs: torch.Tensor, noises, windows: list[tuple[int, int, int, int]]) -> torch.Tensor:
+        """GT with per-position W+ for zS windows (s_row, n_rows, s_col, n_cols): RGB (B, 3, P, P')."""
+        st = self.gt_styles(windows)
+        if st.shared is not None:
+            return generator.texture(zs, st.shared.to(device=zs.device, dtype=zs.dtype), noises)
+        convs = [s.to(device=zs.device, dtype=zs.dtype) for s in st.convs]
+        rgbs = [s.to(device=zs.device, dtype=zs.dtype) for s in st.rgbs]
+        return generator.texture(zs, convs, noises, rgb_styles=rgbs)
+
+
+def fused_forward(generator, fusion: Fusion | None, zg: torch.Tensor, wplus: torch.Tensor,
                   zl: torch.Tensor, coords: torch.Tensor, noises, windows: list[tuple[int, int, int, int]]):
-    """GS + GT for a batch of zS windows (s_row, n_rows, s_col, n_cols) of one size.
+    """GS + GT for a batch of zS windows (s_row, n_rows, s_col, n_cols) of one size, GS per window.
 
     zl (B, zl_dim, n + 2m, n' + 2m), coords (B or 1, C, ...), noises: the 2K maps. Without a
-    fusion (or on one-style windows) this is the plain pass with zg (1, zg_dim), W+ (1, S, D).
-    Returns RGB (B, 3, P, P').
+    fusion this is the plain pass with zg (1, zg_dim), W+ (1, S, D). Returns RGB (B, 3, P, P').
     """
-    zs = fused_structure(generator, fusion, zg, zl, coords, windows)
-    return fused_texture(generator, fusion, wplus, zs, noises, windows)
-
-
-def fused_structure(generator, fusion, zg, zl, coords, windows):
-    """zS of a batch of zS windows (see fused_forward)."""
-    if fusion is not None:
-        m = generator.geometry.gs_margin
-        zg = fusion.gs_styles([(r - m, n + 2 * m, c - m, k + 2 * m) for r, n, c, k in windows])
-        zg = zg.to(device=zl.device, dtype=zl.dtype)
-    return generator.structure(zg, zl, coords)
-
-
-def fused_texture(generator, fusion, wplus, zs, noises, windows):
-    """RGB of a batch of zS windows from their zS (B, C, n, n') (see fused_forward)."""
     if fusion is None:
-        return generator.texture(zs, wplus, noises)
-    st = fusion.gt_styles(windows)
-    if st.shared is not None:
-        return generator.texture(zs, st.shared.to(device=zs.device, dtype=zs.dtype), noises)
-    convs = [s.to(device=zs.device, dtype=zs.dtype) for s in st.convs]
-    rgbs = [s.to(device=zs.device, dtype=zs.dtype) for s in st.rgbs]
-    return generator.texture(zs, convs, noises, rgb_styles=rgbs)
+        return generator.texture(generator.structure(zg, zl, coords), wplus, noises)
+    return fusion.texture(generator, fusion.structure(generator, zl, coords, windows), noises, windows)
