@@ -13,6 +13,7 @@ transition), the window gets that style's shared vectors instead and takes the p
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +27,23 @@ class GTStyles:
     """GT styles of a batch of windows: shared W+ (1, n_styles, D), or per-position lists."""
 
     shared: torch.Tensor | None = None
-    convs: list[torch.Tensor] | None = None
-    rgbs: list[torch.Tensor] | None = None
+    convs: Sequence[torch.Tensor] | None = None
+    rgbs: Sequence[torch.Tensor] | None = None
+
+
+class _LazyMaps(Sequence):
+    """A sequence whose items are built on access (and not kept)."""
+
+    def __init__(self, fn, n: int):
+        self.fn, self.n = fn, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice) or not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.fn(i % self.n)
 
 
 class Fusion:
@@ -81,43 +97,40 @@ class Fusion:
         return torch.cat(out)
 
     # ---- GT --------------------------------------------------------------------------------
-    def gt_styles(self, windows: list[tuple[int, int, int, int]]) -> GTStyles:
-        """GT styles for zS windows (s_row, n_rows, s_col, n_cols) of one size."""
+    def gt_styles(self, windows: list[tuple[int, int, int, int]], device=None, dtype=None) -> GTStyles:
+        """GT styles for zS windows (s_row, n_rows, s_col, n_cols) of one size.
+
+        Per-position maps are built lazily, one layer at a time as GT asks for them (memory: one
+        map of the batch, not all 3K of them)."""
         labels = [self.gt_label(*w) for w in windows]
         if labels[0] is not None and all(lab == labels[0] for lab in labels):
             return GTStyles(shared=self.wplus[labels[0]: labels[0] + 1])
-        per = [self._gt_window(w, lab) for w, lab in zip(windows, labels)]
-        convs = [torch.cat([p[0][j] for p in per]) for j in range(len(per[0][0]))]
-        rgbs = [torch.cat([p[1][k] for p in per]) for k in range(len(per[0][1]))]
-        return GTStyles(convs=convs, rgbs=rgbs)
-
-    def _gt_window(self, w: tuple[int, int, int, int], lab: int | None):
-        s_row, n_rows, s_col, n_cols = w
         c = self.calib
-        rconvs, rrgbs = c.gt_ranges(s_row, n_rows)
-        cconvs, crgbs = c.gt_ranges(s_col, n_cols)
-        if lab is not None:  # a one-style window in a fused batch: constant maps
-            def const(slot, rr, cr):
-                return self.wplus[lab, slot].view(1, -1, 1, 1).expand(1, -1, rr[2] - rr[1], cr[2] - cr[1])
-            convs = [const(j, rr, cr) for j, (rr, cr) in enumerate(zip(rconvs, cconvs))]
-            rgbs = [const(self.rgb_slots[k], rr, cr) for k, (rr, cr) in enumerate(zip(rrgbs, crgbs))]
-            return convs, rgbs
-        y0, y1 = c.pixel_span(0, s_row, s_row + n_rows)
-        x0, x1 = c.pixel_span(0, s_col, s_col + n_cols)
-        win = self.field.window(y0, y1, x0, x1)
-        cache: dict[tuple, tuple[list[int], torch.Tensor]] = {}
+        plans = []
+        for (s_row, n_rows, s_col, n_cols), lab in zip(windows, labels):
+            win = None
+            if lab is None:
+                y0, y1 = c.pixel_span(0, s_row, s_row + n_rows)
+                x0, x1 = c.pixel_span(0, s_col, s_col + n_cols)
+                win = self.field.window(y0, y1, x0, x1)
+            plans.append((c.gt_ranges(s_row, n_rows), c.gt_ranges(s_col, n_cols), lab, win))
+        n_convs, n_rgbs = len(plans[0][0][0]), len(plans[0][0][1])
 
-        def weights(rr, cr):
-            key = (rr, cr)
-            if key not in cache:
-                cache[key] = win.weights(c.pixels(*rr), c.pixels(*cr))
-            return cache[key]
+        def build(kind: int, i: int) -> torch.Tensor:
+            slot = i if kind == 0 else self.rgb_slots[i]
+            out = []
+            for rows, cols, lab, win in plans:
+                rr, cr = rows[kind][i], cols[kind][i]
+                if lab is not None:  # a one-style window in a fused batch: a constant map
+                    m = self.wplus[lab, slot].view(1, -1, 1, 1).expand(1, -1, rr[2] - rr[1], cr[2] - cr[1])
+                else:
+                    m = self._blend(self.wplus[:, slot], win.present,
+                                    win.weights(c.pixels(*rr), c.pixels(*cr)))[None]
+                out.append(m)
+            return torch.cat(out).to(device=device, dtype=dtype)
 
-        convs = [self._blend(self.wplus[:, j], win.present, weights(rr, cr))[None]
-                 for j, (rr, cr) in enumerate(zip(rconvs, cconvs))]
-        rgbs = [self._blend(self.wplus[:, self.rgb_slots[k]], win.present, weights(rr, cr))[None]
-                for k, (rr, cr) in enumerate(zip(rrgbs, crgbs))]
-        return convs, rgbs
+        return GTStyles(convs=_LazyMaps(lambda i: build(0, i), n_convs),
+                        rgbs=_LazyMaps(lambda i: build(1, i), n_rgbs))
 
     @staticmethod
     def _blend(vectors: torch.Tensor, present: list[int], weights: torch.Tensor) -> torch.Tensor:
@@ -138,12 +151,10 @@ class Fusion:
 
     def texture(self, generator, zs: torch.Tensor, noises, windows: list[tuple[int, int, int, int]]) -> torch.Tensor:
         """GT with per-position W+ for zS windows (s_row, n_rows, s_col, n_cols): RGB (B, 3, P, P')."""
-        st = self.gt_styles(windows)
+        st = self.gt_styles(windows, zs.device, zs.dtype)
         if st.shared is not None:
             return generator.texture(zs, st.shared.to(device=zs.device, dtype=zs.dtype), noises)
-        convs = [s.to(device=zs.device, dtype=zs.dtype) for s in st.convs]
-        rgbs = [s.to(device=zs.device, dtype=zs.dtype) for s in st.rgbs]
-        return generator.texture(zs, convs, noises, rgb_styles=rgbs)
+        return generator.texture(zs, st.convs, noises, rgb_styles=st.rgbs)
 
 
 def fused_forward(generator, fusion: Fusion | None, zg: torch.Tensor, wplus: torch.Tensor,
