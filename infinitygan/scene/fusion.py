@@ -115,6 +115,7 @@ class Fusion:
                 win = self.field.window(y0, y1, x0, x1)
             plans.append((c.gt_ranges(s_row, n_rows), c.gt_ranges(s_col, n_cols), lab, win))
         n_convs, n_rgbs = len(plans[0][0][0]), len(plans[0][0][1])
+        cache: dict = {}  # small: (N', h, w) float32 per lattice and window
 
         def build(kind: int, i: int) -> torch.Tensor:
             slot = i if kind == 0 else self.rgb_slots[i]
@@ -124,8 +125,10 @@ class Fusion:
                 if lab is not None:  # a one-style window in a fused batch: a constant map
                     m = self.wplus[lab, slot].view(1, -1, 1, 1).expand(1, -1, rr[2] - rr[1], cr[2] - cr[1])
                 else:
-                    m = self._blend(self.wplus[:, slot], win.present,
-                                    win.weights(c.pixels(*rr), c.pixels(*cr)))[None]
+                    key = (id(win), rr, cr)  # GT convs and ToRGBs share lattices: weights once each
+                    if key not in cache:
+                        cache[key] = win.weights(c.pixels(*rr), c.pixels(*cr))
+                    m = self._blend(self.wplus[:, slot], win.present, cache[key])[None]
                 out.append(m)
             return torch.cat(out).to(device=device, dtype=dtype)
 
