@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..synthesis import Region
+from ..tiling import Region
 from .bind import bind_scene
 from .scene import Scene
 
@@ -45,21 +45,24 @@ def scene_region(model, scene: Scene, width: int | None = None, height: int | No
 
 def render(model, scene: Scene, width: int | None = None, height: int | None = None, x: int | None = None,
            y: int | None = None, tile: int | None = None, batch: int | None = None, device=None,
-           dtype="float32", progress: bool = False) -> np.ndarray:
+           dtype="float32", progress: bool = False, max_memory_mb: float | None = None) -> np.ndarray:
     """Region of the scene's image as float32 (height, width, 3)."""
-    synth = model.synthesizer(device, dtype)
+    synth = model.synthesizer(device, dtype, max_memory_mb)
     canvas = bind_scene(scene, synth)
     return synth.render(canvas, scene_region(model, scene, width, height, x, y), tile, batch, progress)
 
 
 def render_to_file(model, path: str | Path, scene: Scene, width: int | None = None, height: int | None = None,
                    x: int | None = None, y: int | None = None, tile: int | None = None, batch: int | None = None,
-                   device=None, dtype="float32", progress: bool = False) -> Path:
-    """Stream the scene's region to an image file (.png, .jpg, .tif, .npy) in bounded memory."""
-    from ..io.images import check_output_path, write_bands
+                   device=None, dtype="float32", progress: bool = False, force: bool = False,
+                   max_memory_mb: float | None = None) -> Path:
+    """Stream the scene's region to an image file (.png, .jpg, .tif, .npy) in bounded memory,
+    through the engine's writers (everything refusable is refused before synthesis)."""
+    from ..api import render_to_file as engine_render_to_file
+    from ..io.images import check_output
 
-    path = check_output_path(path)
     region = scene_region(model, scene, width, height, x, y)
-    synth = model.synthesizer(device, dtype)
+    path = check_output(path, region.width, region.height, force)
+    synth = model.synthesizer(device, dtype, max_memory_mb)
     canvas = bind_scene(scene, synth)
-    return write_bands(path, region.width, region.height, synth.bands(canvas, region, tile, batch, progress))
+    return engine_render_to_file(path, synth, canvas, region, tile, batch, progress, force)

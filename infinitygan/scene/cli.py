@@ -80,7 +80,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 
 def _generate_scene(ctx: click.Context, opts: dict, kw: dict) -> None:
     from ..api import load_model, resolve_device, resolve_dtype
-    from ..io.images import check_output_path
+    from ..io.images import check_output
     from .api import render_to_file, scene_region
 
     if kw.get("latents_path") is not None:
@@ -99,15 +99,16 @@ def _generate_scene(ctx: click.Context, opts: dict, kw: dict) -> None:
     if opts["fusion_kernel"] is not None:
         scene.kernel = opts["fusion_kernel"]
         Scene.__post_init__(scene)
-    for name in ("tile", "batch"):
-        if kw[name] is not None and kw[name] <= 0:
-            raise UserError(f"--{name} must be positive, got {kw[name]}")
-    check_output_path(kw["out"])
+    for name in ("tile", "batch", "max_memory"):
+        if kw.get(name) is not None and not kw[name] > 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {kw[name]}")
     resolve_dtype(kw["dtype"])
     resolve_device(kw["device"])
     model = load_model(kw["model_path"] if kw["model_path"] is not None else scene.model)
     region = scene_region(model, scene, kw["width"], kw["height"], kw["x"], kw["y"])
+    check_output(kw["out"], region.width, region.height, kw.get("force", False))
     path = render_to_file(model, kw["out"], scene, region.width, region.height, region.x, region.y,
-                          kw["tile"], kw["batch"], kw["device"], kw["dtype"], progress=not kw["quiet"])
+                          kw["tile"], kw["batch"], kw["device"], kw["dtype"], progress=not kw["quiet"],
+                          force=kw.get("force", False), max_memory_mb=kw.get("max_memory"))
     if not kw["quiet"]:
         click.echo(f"wrote {path} ({region.width}x{region.height})", err=True)
