@@ -20,7 +20,7 @@ import torch
 from .config import ModelConfig, load_config
 from .errors import UserError
 from .generator import Generator
-from .io.checkpoint import load_model_file, save_model_file
+from .io.checkpoint import save_model_file
 from .io.images import check_output, png_tile_height, write_tiles
 from .latents import Canvas
 from .synthesis import Region, Synthesizer, centered_origin

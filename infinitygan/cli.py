@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        cli.main(args=argv, prog_name="infinitygan", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="infinitygan", standalone_mode=False)
     except UserError as e:
         click.echo(f"infinitygan: error: {e}", err=True)
         return 2
@@ -172,7 +172,7 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo("infinitygan: interrupted", err=True)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0  # ctx.exit(code) inside a command
 
 
 def entry() -> None:

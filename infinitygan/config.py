@@ -98,7 +98,7 @@ class DiscriminatorConfig:
 
 @dataclass
 class TrainingConfig:
-    """Training hyper-parameters (paper Section 4, facts file "Training")."""
+    """Training hyper-parameters (paper Section 4 and the authors' released configuration)."""
 
     batch_size: int = 16
     lr: float = 0.002
@@ -119,6 +119,11 @@ class TrainingConfig:
     sample_every: int = 1000
     log_every: int = 50
 
+    def __post_init__(self):
+        for name in ("batch_size", "iterations", "checkpoint_every", "sample_every", "log_every", "full_size"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass
 class ModelConfig:
@@ -137,6 +142,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def with_training(self, **changes) -> "ModelConfig":
+        """A copy with some training fields changed (validated), e.g. batch_size, iterations."""
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -110,33 +110,43 @@ def sample_training_coords(cfg: CoordConfig, batch: int, size: int, generator: t
                            jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Random training windows of ``size`` x ``size`` zl cells (paper Section 3.5).
 
-    Vertical: the window's zS rows start at one of V = ``train_vertical_positions`` positions
-    spread around the horizon (raw range of the GT region [-3.0, 2.7] for the paper's sizes);
-    horizontal: a uniform phase with wrap-around. A uniform jitter of +- half a cell is added
-    to the raw values before tanh / cos / sin.
+    Horizontal: a uniform phase in [0, period) with wrap-around. Vertical, scenery: the window's
+    zS rows start at one of V = ``train_vertical_positions`` positions spread around the horizon
+    (raw range of the GT region [-3.0, 2.7] for the paper's sizes); texture: the vertical axis is
+    periodic too and gets a uniform phase like the horizontal one. Jitter: uniform +- half a cell
+    on each axis, added to the raw values before tanh / cos / sin (for tanh, half a cell is half
+    of ``vertical_step``).
 
     Returns coords (B, C, size, size) and the vertical label in [-1, 1] (B,) for the auxiliary
-    head (start / (V - 1) * 2 - 1).
+    head: start / (V - 1) * 2 - 1 for scenery; 0 for texture (a periodic axis has no "up", the
+    loop does not train the head on it).
     """
-    V = cfg.train_vertical_positions
+    periodic_v = cfg.system == "texture"
+    V = cfg.period if periodic_v else cfg.train_vertical_positions
     v_start = torch.randint(0, V, (batch,), generator=generator)
     h_start = torch.randint(0, cfg.period, (batch,), generator=generator)
     if jitter:
-        vj = (torch.rand(batch, generator=generator, dtype=torch.float64) - 0.5) * cfg.vertical_step
+        v_cell = 1.0 if periodic_v else cfg.vertical_step
+        vj = (torch.rand(batch, generator=generator, dtype=torch.float64) - 0.5) * v_cell
         hj = torch.rand(batch, generator=generator, dtype=torch.float64) - 0.5
     else:
         vj = torch.zeros(batch, dtype=torch.float64)
         hj = torch.zeros(batch, dtype=torch.float64)
-    # the window (size cells) is centred on the horizon when v_start = (V - 1) / 2
+    # scenery: the window (size cells) is centred on the horizon when v_start = (V - 1) / 2
     center = (size - 1) / 2.0 + (V - 1) / 2.0
     out = []
     rows = torch.arange(size, dtype=torch.int64)
     for b in range(batch):
-        # half-steps relative to the horizon: 2 * (row - centre), centre may be a half integer
-        v_half = 2 * (rows + int(v_start[b])) - int(round(2 * center))
+        if periodic_v:  # half-steps of whole cells: row index rows + v_start
+            v_half = 2 * (rows + int(v_start[b]))
+        else:  # half-steps relative to the horizon: 2 * (row - centre), centre may be a half integer
+            v_half = 2 * (rows + int(v_start[b])) - int(round(2 * center))
         grid = coordinate_grid(cfg, v_half, rows + int(h_start[b]), dtype=torch.float64,
                                v_jitter=float(vj[b]), h_jitter=float(hj[b]))
         out.append(grid)
     coords = torch.stack(out).to(device=device, dtype=dtype)
-    label = (v_start.to(torch.float32) / max(V - 1, 1)) * 2.0 - 1.0
+    if periodic_v:
+        label = torch.zeros(batch, dtype=torch.float32)
+    else:
+        label = (v_start.to(torch.float32) / max(V - 1, 1)) * 2.0 - 1.0
     return coords, label.to(device)

@@ -97,12 +97,9 @@ class Discriminator(nn.Module):
         self.aux_head = nn.Sequential(EqualLinear(c * size * size, c, activation=True),
                                       EqualLinear(c, cfg.aux_outputs))
 
-    def features(self, img: torch.Tensor, trace: list | None = None) -> torch.Tensor:
-        x = self.from_rgb(img)
-        for block in self.blocks:
-            x = block(x)
-            if trace is not None:
-                trace.append(tuple(x.shape[-2:]))
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, 3, P, P) -> flattened features (B, C * s * s) of the final conv."""
+        x = self.blocks(self.from_rgb(img))
         x = minibatch_stddev(x, self.mbstd_group)
         return self.final_conv(x).flatten(1)
 

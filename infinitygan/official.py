@@ -1,7 +1,7 @@
 """The authors' checkpoint format <-> ours.
 
 Their ``train.py`` saves ``torch.save({'iter', 'best_fid', 'g', 'd', 'g_ema', 'g_optim', 'd_optim',
-'mean_path_lengths'})``; ``g_ema`` holds the key families listed in the facts file
+'mean_path_lengths'})``; ``g_ema`` holds the key families
 (``structure_synthesizer.implicit_model.conv_stack.{i}.conv.conv.*``,
 ``texture_synthesizer.{mapping,convs,to_rgbs}.*``). We load it with ``weights_only=True``
 (tensors, containers and numpy scalars only), infer every width from the tensors and rename.

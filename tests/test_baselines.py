@@ -11,6 +11,7 @@ import yaml
 import infinitygan as ig
 from infinitygan.config import load_config
 from infinitygan.training.loop import train
+from infinitygan.training.options import RunOptions
 
 BASE = {
     "generator": {"zg_dim": 16, "zl_dim": 8, "style_dim": 16, "mapping_layers": 2, "gs_layers": 0,
@@ -31,8 +32,8 @@ def test_baseline_trains_and_generates(tmp_path, arch, ts_input, patch):
     cfg = load_config(path)
     assert cfg.generator.patch_size == patch
     torch.set_num_threads(1)
-    res = train(cfg, "procedural", tmp_path / "run", iterations=3, device="cpu", workers=0, progress_bar=False,
-                samples=False)
+    res = train(cfg.with_training(iterations=3), "procedural", tmp_path / "run",
+                options=RunOptions(device="cpu", workers=0, quiet=True, samples=False))
     assert res["iteration"] == 3
     model = ig.load_model(tmp_path / "run")
     img = model.generate(seed=1, width=90, height=40, tile=16)

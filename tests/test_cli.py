@@ -175,8 +175,6 @@ def test_info_without_argument_describes_the_bundled_model(capsys):
 
 
 def test_non_finite_weights_are_refused(tmp_path, capsys, tiny_model):
-    import torch
-
     from infinitygan.io.checkpoint import save_model_file
 
     state = {k: v.clone() for k, v in tiny_model.generator.state_dict().items()}

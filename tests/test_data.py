@@ -12,9 +12,8 @@ from infinitygan.training.data import (
     ImageFolderDataset,
     LMDBDataset,
     PatchDataset,
-    infinite_batches,
+    endless_batches,
     list_images,
-    make_loader,
     open_dataset,
     prepare_lmdb,
     preprocess,
@@ -37,7 +36,7 @@ def folder(tmp_path):
     (root / "sub").mkdir(parents=True)
     _rand_img(0, (60, 40)).save(root / "a.png")
     _rand_img(1, (50, 50)).save(root / "sub" / "b.JPG", quality=95)
-    _rand_img(2, (30, 45), "L").save(root / "c_gray.png")
+    _rand_img(2, (34, 45), "L").save(root / "c_gray.png")
     _rand_img(3, (64, 64), "RGBA").save(root / "d.webp")
     (root / "e_corrupt.jpg").write_bytes(b"this is not an image at all")
     (root / "notes.txt").write_text("ignored")
@@ -62,7 +61,7 @@ def test_missing_and_empty_folder(tmp_path):
 
 def test_all_corrupt_is_user_error(tmp_path):
     (tmp_path / "x.png").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="no readable images"):
+    with pytest.raises(UserError, match="no usable images"):
         ImageFolderDataset(tmp_path, full_size=F)
 
 
@@ -148,20 +147,26 @@ def test_lmdb_bad_paths(tmp_path):
 
 
 def test_random_patch_label_matches_offset():
-    full, p = 197, 101
+    full, p = 197, 101  # 97 possible rows 0..96: label -1 at the top, 0 in the middle, 1 at the bottom
+    expected = {0: -1.0, 24: -0.5, 48: 0.0, 72: 0.5, 96: 1.0}
     img = torch.arange(full * full, dtype=torch.float32).reshape(1, full, full).repeat(3, 1, 1)
     g = torch.Generator().manual_seed(0)
-    flips = 0
-    for _ in range(40):
+    flips, seen = 0, {}
+    for _ in range(400):
         patch, label = random_patch(img, p, g)
         assert patch.shape == (3, p, p)
-        assert -1.0 <= label <= 1.0
-        top_left = patch[0, 0].min().item()  # flip keeps rows; min of row 0 is its left pixel
-        row = int(top_left) // full
-        assert label == pytest.approx(row / (full - p) * 2 - 1)  # = row / 96 * 2 - 1
+        row = int(patch[0, 0].min().item()) // full  # flip keeps rows; min of row 0 is its left pixel
+        seen[row] = label
         flips += bool(patch[0, 0, 0] > patch[0, 0, -1])
-    assert 5 < flips < 35
-    # no flip requested -> never flipped; extremes give labels -1 and 1 exactly
+    for row, label in expected.items():
+        if row in seen:
+            assert seen[row] == pytest.approx(label)
+    assert sum(r in seen for r in expected) >= 3
+    assert all(-1.0 <= v <= 1.0 for v in seen.values())
+    labels = sorted(seen.items())
+    assert all(a[1] < b[1] for a, b in zip(labels, labels[1:]))  # lower crops, larger labels
+    assert 120 < flips < 280
+    # no flip requested -> never flipped; a patch as large as the image has label 0
     patch, label = random_patch(img, full, g, flip=False)
     assert label == 0.0 and torch.equal(patch, img)
     g = torch.Generator().manual_seed(1)
@@ -173,49 +178,44 @@ def test_patch_dataset_reproducible():
     base = ProceduralLandscapes(size=F, length=8, seed=1)
     a = PatchDataset(base, patch=21, seed=5)
     b = PatchDataset(base, patch=21, seed=5)
-    a.set_epoch(3)
-    b.set_epoch(3)
-    pa, la = a[2]
-    pb, lb = b[2]
+    pa, la = a[(3, 2)]
+    pb, lb = b[(3, 2)]
     assert torch.equal(pa, pb) and torch.equal(la, lb)
     assert pa.shape == (3, 21, 21) and la.dtype == torch.float32 and la.shape == ()
-    # same via explicit (epoch, index) key, regardless of the stored epoch
-    b.set_epoch(0)
-    pc, lc = b[(3, 2)]
-    assert torch.equal(pa, pc) and torch.equal(la, lc)
-    # different epochs draw different crops (almost surely for some index)
+    # different passes draw different crops (almost surely for some index)
     assert any(not torch.equal(a[(0, i)][0], a[(1, i)][0]) for i in range(8))
 
 
-def test_loader_worker_independent_and_infinite():
+def _first_batches(patches, k, **kw):
+    it = endless_batches(patches, **kw)
+    return [next(it) for _ in range(k)]
+
+
+def test_loader_worker_independent_and_endless():
     base = ProceduralLandscapes(size=F, length=6, seed=0)
     ds = PatchDataset(base, patch=21, seed=9)
-
-    def first_two_epochs(num_workers):
-        loader = make_loader(ds, batch_size=3, num_workers=num_workers, seed=4)
-        it = infinite_batches(loader)
-        return [next(it) for _ in range(4)]  # 2 batches per epoch -> epochs 0 and 1
-
-    b0 = first_two_epochs(0)
-    b1 = first_two_epochs(1)
+    b0 = _first_batches(ds, 4, global_batch=3, workers=0, seed=4)  # 2 batches per pass over the 6 images
+    b1 = _first_batches(ds, 4, global_batch=3, workers=1, seed=4)
     for (x0, y0), (x1, y1) in zip(b0, b1):
         assert x0.shape == (3, 3, 21, 21) and y0.shape == (3,) and y0.dtype == torch.float32
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
-    # epoch 1 is a different pass than epoch 0
+    # pass 1 is a different pass than pass 0
     assert not all(torch.equal(b0[k][0], b0[k + 2][0]) for k in range(2))
+    # starting at iteration 2 gives batches 2, 3 of the stream
+    later = _first_batches(ds, 2, global_batch=3, workers=0, seed=4, start_iteration=2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(later, b0[2:]))
 
 
-def test_loader_distributed_split_and_empty():
+def test_loader_distributed_split_and_tiny_data():
     base = ProceduralLandscapes(size=F, length=8, seed=0)
-    seen = []
-    for rank in range(2):
-        loader = make_loader(base, batch_size=2, num_workers=0, rank=rank, world_size=2, seed=1)
-        loader.sampler.set_epoch(0)
-        seen.append(list(loader.sampler))
-    assert sorted(seen[0] + seen[1]) == list(range(8))
-    tiny = ProceduralLandscapes(size=F, length=2, seed=0)
-    with pytest.raises(UserError, match="too small"):
-        next(infinite_batches(make_loader(tiny, batch_size=4, num_workers=0)))
+    ds = PatchDataset(base, patch=21, seed=1)
+    one = _first_batches(ds, 2, global_batch=4, workers=0, seed=1)
+    two = [_first_batches(ds, 2, global_batch=4, workers=0, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    for t in range(2):
+        assert torch.equal(one[t][0][0::2], two[0][t][0]) and torch.equal(one[t][0][1::2], two[1][t][0])
+    tiny = PatchDataset(ProceduralLandscapes(size=F, length=2, seed=0), patch=21)
+    x, _ = _first_batches(tiny, 1, global_batch=5, workers=0)[0]  # fewer images than a batch: repeats
+    assert x.shape[0] == 5
 
 
 def test_lmdb_with_loader_workers(folder, tmp_path):
@@ -228,11 +228,7 @@ def test_lmdb_with_loader_workers(folder, tmp_path):
     also = LMDBDataset(out)  # a second dataset on the same pack in the same process
     assert torch.equal(ds[0], also[0])  # env open in the parent before workers fork
     patches = PatchDataset(ds, patch=21, seed=0)
-    runs = []
-    for workers in (0, 2):
-        loader = make_loader(patches, batch_size=2, num_workers=workers, seed=0)
-        it = infinite_batches(loader)
-        runs.append([next(it) for _ in range(3)])
+    runs = [_first_batches(patches, 3, global_batch=2, workers=workers, seed=0) for workers in (0, 2)]
     for (x0, y0), (x1, y1) in zip(*runs):
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
     assert torch.equal(ds[3], also[3])  # parent reopens after the fork

@@ -27,7 +27,8 @@ from infinitygan.config import load_config
 from infinitygan.errors import UserError
 from infinitygan.training import losses
 from infinitygan.training.distributed import launch_local
-from infinitygan.training.loop import train
+from infinitygan.training.loop import train as train_run
+from infinitygan.training.options import RunOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,13 @@ MICRO = {
     "training": {"batch_size": 4, "full_size": 33, "pre_resize": None, "checkpoint_every": 2,
                  "sample_every": 3, "log_every": 1, "r1_every": 2, "pl_every": 3},
 }
-FAST = dict(device="cpu", workers=0, progress_bar=False)
+FAST = dict(device="cpu", workers=0, quiet=True)
+
+
+def train(cfg, data, out, iterations=None, batch_size=None, seed=None, resume=False, **options):
+    """``loop.train`` with the trajectory changes (iterations, batch) applied to the config."""
+    changes = {k: v for k, v in (("iterations", iterations), ("batch_size", batch_size)) if v is not None}
+    return train_run(cfg.with_training(**changes), data, out, seed=seed, resume=resume, options=RunOptions(**options))
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +115,8 @@ def test_checkpoint_keys_metadata_and_run_layout(tmp_path, micro):
     for i in range(n_g):
         for k in ("exp_avg", "exp_avg_sq", "step"):
             assert f"g_optim.{i}.{k}" in state
-    assert state[f"g_optim.0.step"].item() == 7 + 3  # 7 G steps + path-length steps at t = 0, 3, 6
-    assert state[f"d_optim.0.step"].item() == 7 + 4  # 7 D steps + R1 at t = 0, 2, 4, 6
+    assert state["g_optim.0.step"].item() == 7 + 3  # 7 G steps + path-length steps at t = 0, 3, 6
+    assert state["d_optim.0.step"].item() == 7 + 4  # 7 D steps + R1 at t = 0, 2, 4, 6
     assert state["pl_mean"].item() > 0
     # G_ema differs from G (it is an average), and all tensors are finite
     assert any(not torch.equal(state[f"g.{k}"], state[f"g_ema.{k}"]) for k in G.state_dict())
@@ -149,7 +156,7 @@ def test_tensorboard_scalars(tmp_path, micro):
 def test_missing_tensorboard_warns_once_and_trains(tmp_path, micro, monkeypatch):
     import builtins
 
-    from infinitygan.training import loop
+    from infinitygan.training import monitor
 
     real_import = builtins.__import__
 
@@ -159,7 +166,7 @@ def test_missing_tensorboard_warns_once_and_trains(tmp_path, micro, monkeypatch)
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    monkeypatch.setattr(loop.RunLog, "_warned", False)
+    monkeypatch.setattr(monitor.RunLog, "_warned", False)
     with pytest.warns(UserWarning, match="tensorboard is not installed"):
         res = train(load_config(micro), "procedural", tmp_path / "run", iterations=2, samples=False, **FAST)
     assert res["iteration"] == 2
@@ -202,13 +209,17 @@ def test_resume_restores_data_position_without_replay(tmp_path, micro, monkeypat
     assert len(seen) == cfg.training.batch_size  # exactly one batch loaded
 
 
-def test_small_dataset_epochs(tmp_path, micro):
-    """A 5-image folder (1 batch of 4 per epoch): epochs advance, resume still exact."""
-    folder = tmp_path / "imgs"
+def _photos(folder: Path, n: int, seed: int = 0, size=(40, 50)) -> Path:
     folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_small_dataset_passes_and_resume(tmp_path, micro):
+    """A 5-image folder, batches of 4: batches run across passes over the data; resume still exact."""
+    folder = _photos(tmp_path / "imgs", 5)
     cfg = load_config(micro)
     kw = dict(FAST, samples=False, checkpoint_every=100)
     train(cfg, str(folder), tmp_path / "a", iterations=4, **kw)
@@ -217,7 +228,56 @@ def test_small_dataset_epochs(tmp_path, micro):
     A = load_file(str(tmp_path / "a" / "checkpoints" / "ckpt-00000004.safetensors"))
     B = load_file(str(tmp_path / "b" / "checkpoints" / "ckpt-00000004.safetensors"))
     assert all(torch.equal(A[k], B[k]) for k in A)
-    assert json.loads(ckpt_meta(tmp_path / "a" / "checkpoints" / "ckpt-00000004.safetensors")["progress"])["epoch"] == 4
+    # 4 iterations x 4 images = 16 = 3 whole passes over 5 images (+ 1)
+    assert json.loads(ckpt_meta(tmp_path / "a" / "checkpoints" / "ckpt-00000004.safetensors")["progress"])["passes"] == 3
+
+
+def test_few_shot_folder_smaller_than_a_batch_trains(tmp_path, micro, capsys):
+    """3 photos, batch 4 (the 11-photos-batch-16 case): trains, one warning line."""
+    folder = _photos(tmp_path / "few", 3)
+    rc, _, err = run(capsys, "train", "--config", micro, "--data", folder, "--iterations", 3, "--out",
+                     tmp_path / "run", "--workers", 0, "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    warned = [ln for ln in err.splitlines() if "warning" in ln]
+    assert warned == ["infinitygan: warning: 3 images, fewer than one batch of 4: images repeat within batches "
+                      "(few-shot training)"], err
+    assert ckpts(tmp_path / "run")[-1] == "ckpt-00000003.safetensors"
+
+
+def test_tiny_images_are_skipped_with_one_warning(tmp_path, micro, capsys):
+    """1x1 and 20x30 images are not upsampled into the data: one line for all of them, also with
+    loader workers."""
+    folder = _photos(tmp_path / "mixed", 4)
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")
+    Image.new("RGB", (30, 20), (10, 200, 10)).save(folder / "small.png")
+    rc, _, err = run(capsys, "train", "--config", micro, "--data", folder, "--iterations", 1, "--out",
+                     tmp_path / "run", "--workers", 1, "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    warned = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warned) == 1 and "skipped 2 images smaller than 32 px" in warned[0], err
+    from infinitygan.training.data import open_dataset
+
+    with pytest.warns(UserWarning):
+        assert len(open_dataset(str(folder), 33)) == 4
+
+
+def test_sampler_positions_are_arithmetic_and_split_between_ranks():
+    """Batch t of the stream is positions [tB, (t+1)B); rank r takes every W-th; starting at t
+    gives exactly the tail of the stream from 0."""
+    from itertools import islice
+
+    from infinitygan.training.data import ResumableSampler
+
+    n, B = 7, 4
+    whole = list(islice(iter(ResumableSampler(n, B, seed=3)), 5 * B))
+    assert sorted(i for q, i in whole[:n]) == list(range(n))  # pass 0 is a permutation
+    assert [q for q, _ in whole] == [p // n for p in range(5 * B)]
+    later = list(islice(iter(ResumableSampler(n, B, seed=3, start_iteration=2)), 3 * B))
+    assert later == whole[2 * B:]
+    shares = [list(islice(iter(ResumableSampler(n, B, seed=3, rank=r, world_size=2)), 2 * 2)) for r in (0, 1)]
+    for t in range(2):
+        batch = whole[t * B:(t + 1) * B]
+        assert shares[0][2 * t:2 * t + 2] == batch[0::2] and shares[1][2 * t:2 * t + 2] == batch[1::2]
 
 
 def test_stray_part_files_are_ignored(tmp_path, micro, capsys):
@@ -257,6 +317,110 @@ def test_kill_9_leaves_a_loadable_newest_checkpoint(tmp_path, micro):
     newest = int(ckpts(out)[-1][5:13])
     res = train(load_config(micro), "procedural", out, iterations=newest + 1, resume=True, samples=False, **FAST)
     assert res["iteration"] == newest + 1
+
+
+def _train_cmd(micro, out, *extra):
+    return [sys.executable, "-m", "infinitygan", "train", "--config", str(micro), "--out", str(out), "--workers", "0",
+            "--device", "cpu", "--quiet", *map(str, extra)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_checkpoint_then_resume_continues(tmp_path, micro, sig):
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(_train_cmd(micro, out, "--iterations", 100000, "--checkpoint-every", 100000,
+                                       "--sample-every", 100000, "--log-every", 100000),
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "config.yaml").is_file() and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the iterations
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)  # a generous bound: it stops after the current iteration
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith(f"infinitygan: {signal.Signals(sig).name}: stopped at iteration")
+    assert "--resume" in lines[0] and "Traceback" not in err
+    names = ckpts(out)
+    assert len(names) == 1 and names[0] in lines[0]
+    done = int(names[0][5:13])
+    assert done >= 1
+    res = train(load_config(micro), "procedural", out, iterations=done + 2, resume=True, samples=False, **FAST)
+    assert res["iteration"] == done + 2 and res["interrupted"] is None
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_one_warning(tmp_path, micro, capsys):
+    out = tmp_path / "run"
+    train(load_config(micro), "procedural", out, iterations=3, samples=False, checkpoint_every=1, **FAST)
+    newest = out / "checkpoints" / "ckpt-00000003.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-500])  # truncated by a full disk, a bad copy, ...
+    rc, _, err = run(capsys, "generate", "--model", out, "--width", 32, "--height", 32, "--out",
+                     tmp_path / "x.png", "--quiet")
+    assert rc == 0, err
+    assert err.strip().splitlines() == [f"infinitygan: warning: checkpoint ckpt-00000003.safetensors of {out} is "
+                                        "unreadable (truncated or corrupt); using ckpt-00000002.safetensors"]
+    rc, _, err = run(capsys, "train", "--config", micro, "--out", out, "--resume", "--iterations", 4,
+                     "--workers", 0, "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    assert "unreadable" in err and "using ckpt-00000002.safetensors" in err
+    assert json.loads(run(capsys, "info", out)[1])["iteration"] == 4
+    for name in ckpts(out):
+        newest = out / "checkpoints" / name
+        newest.write_bytes(b"")
+    rc, _, err = run(capsys, "generate", "--model", out, "--width", 32, "--height", 32, "--out", tmp_path / "y.png")
+    assert rc == 2 and "no readable checkpoint" in err
+
+
+def test_run_files_get_normal_permissions(tmp_path, micro):
+    old = os.umask(0o022)
+    try:
+        train(load_config(micro), "procedural", tmp_path / "run", iterations=1, **FAST)
+    finally:
+        os.umask(old)
+    files = [*(tmp_path / "run" / "checkpoints").iterdir(), tmp_path / "run" / "config.yaml",
+             *(tmp_path / "run" / "samples").iterdir()]
+    assert files and all((f.stat().st_mode & 0o777) == 0o644 for f in files), [oct(f.stat().st_mode) for f in files]
+
+
+def test_texture_coordinates_visit_every_vertical_phase():
+    """Texture coordinates are periodic vertically: training draws every one of the `period`
+    phases (not 10 scenery starts), jittered by at most half a cell like the horizontal axis;
+    scenery keeps its V vertical starts."""
+    import math
+
+    from infinitygan.config import CoordConfig
+    from infinitygan.coords import sample_training_coords
+
+    cfg = CoordConfig(system="texture")
+    g = torch.Generator().manual_seed(0)
+    coords, label = sample_training_coords(cfg, 3000, 2, g, dtype=torch.float64, jitter=False)
+    # angle pi (2 m / period - 1) of phase m
+    phase = torch.atan2(coords[:, 1, 0, 0], coords[:, 0, 0, 0]) / (2 * math.pi) * cfg.period + cfg.period / 2
+    cells = torch.round(phase).long() % cfg.period
+    assert torch.allclose(phase, torch.round(phase), atol=1e-6)
+    assert set(cells.tolist()) == set(range(cfg.period))
+    assert (label == 0).all()
+    jit, _ = sample_training_coords(cfg, 500, 2, g, dtype=torch.float64)
+    for c, s_ in ((0, 1), (2, 3)):  # vertical, horizontal: offsets within half a cell of a lattice phase
+        ph = torch.atan2(jit[:, s_, 0, 0], jit[:, c, 0, 0]) / (2 * math.pi) * cfg.period + cfg.period / 2
+        off = (ph - torch.round(ph)).abs()
+        assert off.max() <= 0.5 + 1e-9 and off.max() > 0.4
+    scen, lab = sample_training_coords(CoordConfig(), 400, 2, g, jitter=False)
+    assert len(set(scen[:, 0, 0, 0].tolist())) == 10 and len(set(lab.tolist())) == 10
+
+
+def test_texture_trains_without_the_fake_vertical_loss(tmp_path):
+    base = json.loads(json.dumps(MICRO))
+    base["generator"]["coords"] = {"system": "texture"}
+    cfg = load_config(write_cfg(tmp_path / "tex.yaml", base))
+    train(cfg, "procedural", tmp_path / "run", iterations=1, samples=False, **FAST)
+    last = json.loads(ckpt_meta(tmp_path / "run" / "checkpoints" / "ckpt-00000001.safetensors")["progress"])["last"]
+    assert "loss/d_aux_real" in last and "loss/diversity" in last
+    assert not any(k in last for k in ("loss/d_aux_fake", "loss/g_aux", "aux/fake_error"))
 
 
 # ------------------------------------------------------------------------------- NaN guard
@@ -463,8 +627,10 @@ def bad_input_cases(tmp_path, micro, trained_run):
         "existing run without --resume": (base + ["--out", trained_run], "use --resume"),
         "resume other preset": (["train", "--preset", "tiny", "--resume", "--out", trained_run], "config differs"),
         "resume changed field": (base + ["--resume", "--batch", 2, "--out", trained_run], "training.batch_size"),
+        "bad iterations": (base + ["--iterations", 0, "--out", tmp_path / "r8"], "training.iterations must be >= 1"),
+        "bad interval": (base + ["--log-every", 0, "--out", tmp_path / "r9"], "--log-every must be >= 1"),
         "resume other seed": (base + ["--resume", "--seed", 9, "--out", trained_run], "--seed"),
-        "bad batch": (base + ["--batch", 0, "--out", tmp_path / "r5"], "--batch"),
+        "bad batch": (base + ["--batch", 0, "--out", tmp_path / "r5"], "training.batch_size must be >= 1"),
         "bad amp": (base + ["--amp", "fp8", "--out", tmp_path / "r6"], "--amp"),
         "bad device": (base + ["--device", "tpu", "--out", tmp_path / "r7"], "device"),
         "eval bad scale": (["eval", "--model", trained_run, "--scale", 0], "--scale"),

@@ -5,6 +5,7 @@ exit code 2).
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -35,41 +36,48 @@ def register(cli: click.Group) -> None:
 @click.option("--log-every", default=None, type=int, help="iterations between TensorBoard logs (default: the config's)")
 @click.option("--deterministic", is_flag=True, help="torch.use_deterministic_algorithms(True) where possible")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def train_cmd(preset, config_file, data, iterations, out, resume, batch, workers, seed, device, amp,
+@click.pass_context
+def train_cmd(ctx, preset, config_file, data, iterations, out, resume, batch, workers, seed, device, amp,
               checkpoint_every, sample_every, log_every, deterministic, quiet):
     """Train InfinityGAN (multi-GPU/CPU: torchrun --nproc_per_node N -m infinitygan train ...).
 
     Writes OUT/config.yaml, OUT/checkpoints/ckpt-*.safetensors (newest 3), OUT/logs (TensorBoard)
     and OUT/samples/iter-*.png. `generate --model OUT` and `info OUT` read the newest checkpoint.
+    Ctrl-C or SIGTERM: the current iteration finishes, a checkpoint is written, and --resume
+    continues from it.
     """
     from ..config import load_config
+    from ..io.runs import CONFIG_FILE
     from .loop import train
-    from .state import check_writable_dir, load_run_config
+    from .options import RunOptions
+    from .state import load_run_config
 
     if preset and config_file:
         raise UserError("pass either --preset or --config, not both")
     run = Path(out)
-    check_writable_dir(run)
     if config_file:
         cfg = load_config(Path(config_file))
     elif preset:
         cfg = load_config(preset)
-    elif resume and (run / "config.yaml").is_file():
+    elif resume and (run / CONFIG_FILE).is_file():
         cfg = load_run_config(run)
     else:
         cfg = load_config("tiny")
-    if iterations is not None and iterations < 1:
-        raise UserError(f"--iterations must be >= 1, got {iterations}")
-    if batch is not None and batch < 1:
-        raise UserError(f"--batch must be >= 1, got {batch}")
-    res = train(cfg, data, run, iterations=iterations, resume=resume, seed=seed, device=device, workers=workers,
-                amp=amp, batch_size=batch, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                log_every=log_every, deterministic=deterministic, progress_bar=not quiet)
-    if res["rank"] == 0:
-        spi = res["seconds_per_iteration"]
-        speed = f", {spi:.2f} s/iteration" if spi else ""
-        click.echo(f"iteration {res['iteration']}, {res['images_seen']} images seen{speed}; "
-                   f"checkpoint {res['checkpoint']}", err=True)
+    changes = {k: v for k, v in (("iterations", iterations), ("batch_size", batch)) if v is not None}
+    cfg = cfg.with_training(**changes)
+    options = RunOptions(device=device, amp=amp, workers=workers, checkpoint_every=checkpoint_every,
+                         sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet)
+    res = train(cfg, data, run, seed=seed, resume=resume, options=options)
+    if res["rank"] != 0:
+        return
+    if res["interrupted"]:
+        click.echo(f"infinitygan: {res['interrupted']}: stopped at iteration {res['iteration']}, checkpoint "
+                   f"{res['checkpoint']}; continue with `infinitygan train --out {run} --resume`", err=True)
+        ctx.exit(128 + int(getattr(signal.Signals, res["interrupted"])))
+    spi = res["seconds_per_iteration"]
+    speed = f", {spi:.2f} s/iteration" if spi else ""
+    click.echo(f"iteration {res['iteration']}, {res['images_seen']} images seen{speed}; "
+               f"checkpoint {res['checkpoint']}", err=True)
 
 
 # ================================================================================== prepare

@@ -11,8 +11,8 @@ Shapes / dtypes:
     ImageFolderDataset / LMDBDataset   -> item: float32 (3, F, F) in [-1, 1]
     ProceduralLandscapes               -> item: float32 (3, F, F) in [-1, 1]
     random_patch(img (3, F, F), p, g)  -> (float32 (3, p, p), float label in [-1, 1])
-    PatchDataset                       -> item: (float32 (3, p, p), float32 0-d label)
-    make_loader(PatchDataset, B, ...)  -> batches (float32 (B, 3, p, p), float32 (B,))
+    PatchDataset[(q, i)]               -> (float32 (3, p, p), float32 0-d label)
+    endless_batches(PatchDataset, B)   -> batches (float32 (b, 3, p, p), float32 (b,)), b = B / W
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torch.utils.data.distributed import DistributedSampler
 
-from infinitygan.errors import UserError
-from infinitygan.training.procedural import ProceduralLandscapes
+from ..errors import UserError
+from .procedural import ProceduralLandscapes
+from .seeds import seeded_generator
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -45,13 +45,14 @@ __all__ = [
     "open_dataset",
     "random_patch",
     "PatchDataset",
-    "EpochSampler",
-    "make_loader",
-    "infinite_batches",
+    "ResumableSampler",
+    "endless_batches",
 ]
 
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+#: images whose shorter side is smaller than this are not used (upsampling them gives blur)
+MIN_IMAGE_SIDE = 32
 META_KEY = b"__meta__"
 
 
@@ -130,24 +131,34 @@ def _load_uint8(path: Path, full_size: int, pre_resize: int | None) -> np.ndarra
         return preprocess_uint8(im, full_size, pre_resize)
 
 
-def _is_readable(path: Path) -> bool:
-    """Cheap header/structure check (``Image.verify``); full decoding happens later."""
+def _shorter_side(path: Path) -> int | None:
+    """Shorter side of an image after a cheap header/structure check (``Image.verify``; full
+    decoding happens later); None when the file is unreadable."""
     try:
         with Image.open(path) as im:
+            side = min(im.size)
             im.verify()
-        return True
+        return side
     except Exception:
-        return False
+        return None
 
 
 def _scan(folder: str | os.PathLike) -> tuple[list[Path], int]:
+    """(usable images, count of unreadable ones) of a folder. Images whose shorter side is below
+    ``MIN_IMAGE_SIDE`` are left out too, with one warning for all of them."""
     files = list_images(folder)
-    good = [p for p in files if _is_readable(p)]
-    return good, len(files) - len(good)
+    sides = [_shorter_side(p) for p in files]
+    good = [p for p, s in zip(files, sides) if s is not None and s >= MIN_IMAGE_SIDE]
+    small = [p for p, s in zip(files, sides) if s is not None and s < MIN_IMAGE_SIDE]
+    if small:
+        warnings.warn(f"skipped {len(small)} images smaller than {MIN_IMAGE_SIDE} px in {folder} "
+                      f"(e.g. {small[0].name}): they would be upsampled to blur", stacklevel=3)
+    return good, sum(s is None for s in sides)
 
 
 def _no_readable(folder, n: int) -> UserError:
-    return UserError(f"no readable images in {folder} ({n} image files could not be decoded)")
+    return UserError(f"no usable images in {folder} ({n} image files could not be decoded; images smaller "
+                     f"than {MIN_IMAGE_SIDE} px are skipped)")
 
 
 # ---------------------------------------------------------------------- folder data
@@ -300,7 +311,6 @@ if hasattr(os, "register_at_fork"):
 
 
 def _shared_env(path: Path, subdir: bool):
-    global _ENVS_PID
     if _ENVS_PID != os.getpid():
         _forget_envs_in_child()
     key = (str(path.resolve()), subdir)
@@ -408,7 +418,7 @@ def random_patch(img: torch.Tensor, patch: int, generator: torch.Generator, flip
 
     Random draws, in order: flip (p=0.5, only if ``flip``), row offset, column offset.
     Label = ``row / (H - patch) * 2 - 1`` in [-1, 1] (0 when H == patch); the flip does
-    not change it.  For H = 197, patch = 101: ``row / 95 * 2 - 1``.
+    not change it.  For H = 197, patch = 101: ``row / 96 * 2 - 1``.
     """
     h, w = img.shape[-2:]
     if patch > h or patch > w:
@@ -425,18 +435,11 @@ def random_patch(img: torch.Tensor, patch: int, generator: torch.Generator, flip
     return out.contiguous(), float(label)
 
 
-def _item_seed(seed: int, epoch: int, index: int) -> int:
-    ss = np.random.SeedSequence([int(seed) & ((1 << 63) - 1), int(epoch), int(index)])
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
 class PatchDataset(Dataset):
-    """Wraps a full-image dataset; item ``i`` -> (patch (3, p, p) float32, label 0-d float32).
+    """Wraps a full-image dataset; item ``(q, i)`` -> (patch (3, p, p) float32, label 0-d float32).
 
-    Randomness comes from a generator seeded by ``(seed, epoch, index)``, so results do not
-    depend on worker count or order.  Items may be requested as ``i`` (uses the epoch set
-    by :meth:`set_epoch`) or as ``(epoch, i)`` (what :class:`EpochSampler` yields; this keeps
-    the epoch right inside persistent DataLoader workers).
+    The crop of image ``i`` in pass ``q`` over the data comes from a generator seeded by
+    ``(seed, q, i)``: it does not depend on worker count, order or resumption.
     """
 
     def __init__(self, dataset: Dataset, patch: int = 101, seed: int = 0, flip: bool = True):
@@ -444,84 +447,71 @@ class PatchDataset(Dataset):
         self.patch = int(patch)
         self.seed = int(seed)
         self.flip = bool(flip)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(key, tuple):
-            epoch, index = int(key[0]), int(key[1])
-        else:
-            epoch, index = self.epoch, int(key)
-        g = torch.Generator()
-        g.manual_seed(_item_seed(self.seed, epoch, index))
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        pass_index, index = int(key[0]), int(key[1])
+        g = seeded_generator(self.seed, pass_index, index)
         patch, label = random_patch(self.dataset[index], self.patch, g, flip=self.flip)
         return patch, torch.tensor(label, dtype=torch.float32)
 
 
 # -------------------------------------------------------------------------- loaders
-class EpochSampler(Sampler):
-    """Wraps a sampler with ``set_epoch``; yields ``(epoch, index)`` when ``tag`` else ``index``."""
-
-    def __init__(self, sampler, tag: bool = False):
-        self.sampler = sampler
-        self.tag = tag
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(self.epoch)
-
-    def __iter__(self):
-        e = self.epoch
-        for i in self.sampler:
-            yield (e, i) if self.tag else i
-
-    def __len__(self) -> int:
-        return len(self.sampler)
+def _pass_permutation(seed: int, n: int, pass_index: int) -> list[int]:
+    return torch.randperm(n, generator=seeded_generator(seed, pass_index, 0x5A4D)).tolist()
 
 
-def make_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1,
-                seed: int = 0, drop_last: bool = True) -> DataLoader:
-    """Shuffled DataLoader over ``dataset``.
+class ResumableSampler(Sampler):
+    """This process's share of an endless stream of shuffled passes over ``n`` items, from any
+    iteration on.
 
-    Always uses a seeded :class:`DistributedSampler` (``num_replicas=world_size``,
-    ``rank``), so single-process runs are shuffled reproducibly too; the sampler is wrapped
-    in :class:`EpochSampler` (``loader.sampler.set_epoch`` works; epochs are passed to a
-    :class:`PatchDataset` with every index).  Workers are persistent when ``num_workers>0``.
+    The stream: pass q = 0, 1, ... is a permutation of the n items seeded by (seed, q); the passes
+    are concatenated and cut into global batches of B items (batch t = stream positions
+    [t B, (t + 1) B)). Process r of W takes positions t B + r, t B + r + W, ... (b = B / W of them,
+    the interleaving of ``distributed.rank_slice``). Keys are ``(q, index)`` (``PatchDataset``
+    draws the crop from (seed, q, index)). Starting at iteration t is arithmetic (position t B):
+    nothing is replayed. A dataset smaller than a batch repeats inside the batch (few-shot).
     """
-    if world_size > 1 and not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside world of {world_size}")
-    inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
-    sampler = EpochSampler(inner, tag=isinstance(dataset, PatchDataset))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=drop_last,
-        persistent_workers=num_workers > 0,
-    )
+
+    def __init__(self, n: int, global_batch: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start_iteration: int = 0):
+        if n < 1 or global_batch < 1 or global_batch % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"bad sampler: n={n}, batch={global_batch}, rank={rank}, world={world_size}")
+        self.n, self.batch, self.seed = int(n), int(global_batch), int(seed)
+        self.rank, self.world = int(rank), int(world_size)
+        self.start = int(start_iteration)
+
+    def passes_done(self, iteration: int) -> int:
+        """Whole passes over the data consumed by ``iteration`` iterations."""
+        return iteration * self.batch // self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        q, off = divmod(self.start * self.batch, self.n)
+        perm = _pass_permutation(self.seed, self.n, q)
+        while True:
+            for j in range(self.batch):
+                if j % self.world == self.rank:
+                    yield q, perm[off]
+                off += 1
+                if off == self.n:
+                    q, off = q + 1, 0
+                    perm = _pass_permutation(self.seed, self.n, q)
 
 
-def infinite_batches(loader: DataLoader, start_epoch: int = 0) -> Iterator:
-    """Yield batches forever, calling ``set_epoch(e)`` on the sampler (and dataset) each pass."""
-    epoch = int(start_epoch)
-    while True:
-        for obj in (loader.sampler, getattr(loader.batch_sampler, "sampler", None), loader.dataset):
-            if obj is not None and hasattr(obj, "set_epoch"):
-                obj.set_epoch(epoch)
-        n = 0
-        for batch in loader:
-            n += 1
-            yield batch
-        if n == 0:
-            raise UserError(
-                f"dataset too small: {len(loader.dataset)} images give no full batch of {loader.batch_size} per process")
-        epoch += 1
+def _ignore_sigint(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the training process (which checkpoints, then stops them)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def endless_batches(patches: "PatchDataset", global_batch: int, workers: int, rank: int = 0, world_size: int = 1,
+                    seed: int = 0, start_iteration: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches (patches (b, 3, p, p), labels (b,)) of iterations start_iteration, +1, ... for process
+    ``rank`` (b = global_batch / world_size), loaded by ``workers`` processes (0: in-process)."""
+    sampler = ResumableSampler(len(patches), global_batch, seed, rank, world_size, start_iteration)
+    loader = DataLoader(patches, batch_size=global_batch // world_size, sampler=sampler, num_workers=workers,
+                        pin_memory=torch.cuda.is_available(), worker_init_fn=_ignore_sigint if workers else None)
+    return iter(loader)

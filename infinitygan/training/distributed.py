@@ -106,6 +106,11 @@ def all_true(ctx: DistContext, flag: bool) -> bool:
     return bool(t.item() > 0.5)
 
 
+def any_true(ctx: DistContext, flag: bool) -> bool:
+    """True iff ``flag`` holds on some process."""
+    return not all_true(ctx, not flag)
+
+
 def all_gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     if not ctx.distributed:
         return [obj]
@@ -117,10 +122,10 @@ def all_gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
 def rank_slice(ctx: DistContext) -> slice:
     """This rank's share of a global batch: samples rank, rank + W, rank + 2W, ...
 
-    Interleaved (not contiguous) on purpose: it is how ``DistributedSampler`` splits the data,
-    so rank r's real and generated samples of an iteration are the same global positions, and
-    the discriminator's strided minibatch-stddev groups of the one-process run are exactly the
-    union of the ranks' groups (see ``loop`` module docstring).
+    Interleaved (not contiguous) on purpose: ``data.ResumableSampler`` splits the real batches the
+    same way, so rank r's real and generated samples of an iteration are the same global
+    positions, and the discriminator's strided minibatch-stddev groups of the one-process run are
+    exactly the union of the ranks' groups whenever ``mbstd_group`` divides B / W.
     """
     return slice(ctx.rank, None, ctx.world_size)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -20,6 +21,9 @@ from ..errors import UserError
 from ..io import runs
 from ..io.checkpoint import save_model_file
 from ..io.images import atomic_path
+
+if TYPE_CHECKING:
+    from .nets import Nets
 
 #: checkpoints kept in RUN/checkpoints (the newest ones)
 KEEP = 3
@@ -114,7 +118,7 @@ def load_run_config(run: Path) -> ModelConfig:
 # ------------------------------------------------------------------------- optimizers
 def optimizer_tensors(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], prefix: str
                       ) -> dict[str, torch.Tensor]:
-    """Adam state flattened to ``{prefix}.{i}.{exp_avg,exp_avg_sq,step}`` (i = parameter index)."""
+    """Adam state flattened to ``{prefix}{i}.{exp_avg,exp_avg_sq,step}`` (i = parameter index)."""
     out = {}
     for i, p in enumerate(params):
         st = opt.state.get(p)
@@ -123,7 +127,7 @@ def optimizer_tensors(opt: torch.optim.Optimizer, params: list[torch.nn.Paramete
         for k in ("exp_avg", "exp_avg_sq", "step"):
             v = st[k]
             v = v if torch.is_tensor(v) else torch.tensor(float(v))
-            out[f"{prefix}.{i}.{k}"] = v.detach().clone()
+            out[f"{prefix}{i}.{k}"] = v.detach().clone()
     return out
 
 
@@ -131,7 +135,7 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, params: list[torch.nn.Par
                            tensors: dict[str, torch.Tensor], prefix: str) -> None:
     state = {}
     for i, p in enumerate(params):
-        keys = [f"{prefix}.{i}.{k}" for k in ("exp_avg", "exp_avg_sq", "step")]
+        keys = [f"{prefix}{i}.{k}" for k in ("exp_avg", "exp_avg_sq", "step")]
         if all(k in tensors for k in keys):
             state[i] = {"exp_avg": tensors[keys[0]], "exp_avg_sq": tensors[keys[1]],
                         "step": tensors[keys[2]].to(torch.float32).cpu()}
@@ -141,6 +145,42 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, params: list[torch.nn.Par
 
 
 # ------------------------------------------------------------------------ checkpoints
+@dataclass
+class Progress:
+    """Where a run is: iterations done, the path-length running mean, skipped (non-finite) steps."""
+
+    iteration: int = 0
+    pl_mean: float = 0.0
+    nan_skips: int = 0
+    nan_streak: int = 0
+    skipped: dict = field(default_factory=lambda: {"d": 0, "r1": 0, "g": 0, "pl": 0})
+
+
+def checkpoint_tensors(nets: "Nets", prog: Progress) -> dict[str, torch.Tensor]:
+    """Everything a resumption needs, as prefixed tensors (``io.runs`` names the prefixes)."""
+    out = {}
+    for prefix, m in ((runs.G, nets.G), (runs.D, nets.D), (runs.G_EMA, nets.G_ema)):
+        out.update({f"{prefix}{k}": v for k, v in m.state_dict().items()})
+    out.update(optimizer_tensors(nets.g_optim, nets.g_params, runs.G_OPTIM))
+    out.update(optimizer_tensors(nets.d_optim, nets.d_params, runs.D_OPTIM))
+    out[runs.PL_MEAN] = torch.tensor(prog.pl_mean, dtype=torch.float32)
+    return out
+
+
+def restore(nets: "Nets", tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Progress:
+    """Load a checkpoint's weights and Adam state into ``nets``; its progress."""
+    nets.G.load_state_dict(runs.sub_state(tensors, runs.G))
+    nets.D.load_state_dict(runs.sub_state(tensors, runs.D))
+    nets.G_ema.load_state_dict(runs.sub_state(tensors, runs.G_EMA))
+    load_optimizer_tensors(nets.g_optim, nets.g_params, tensors, runs.G_OPTIM)
+    load_optimizer_tensors(nets.d_optim, nets.d_params, tensors, runs.D_OPTIM)
+    info = json.loads(meta.get("progress", "{}"))
+    prog = Progress(iteration=int(meta["iteration"]), nan_skips=int(info.get("nan_skips", 0)))
+    prog.pl_mean = float(tensors[runs.PL_MEAN].item()) if runs.PL_MEAN in tensors else 0.0
+    prog.skipped.update(info.get("skipped", {}))
+    return prog
+
+
 def save_checkpoint(run: Path, iteration: int, tensors: dict[str, torch.Tensor], cfg: ModelConfig,
                     meta: dict[str, Any], keep: int = KEEP) -> Path:
     """Write RUN/checkpoints/ckpt-{iteration:08d}.safetensors atomically; keep the newest ``keep``."""

@@ -1,0 +1,66 @@
+"""How a run is executed (device, precision, loaders, intervals, output): options that never change
+the trajectory of the weights, validated once. The trajectory itself is the ModelConfig (with its
+batch size and iteration count), the seed and the data."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """device: auto, cpu, cuda, ...; amp: "none" or "bf16" (autocast); workers: data-loader
+    processes per training process (0: in-process); checkpoint/sample/log intervals in iterations
+    (None: the config's); deterministic: ``torch.use_deterministic_algorithms``; quiet: no progress
+    bar; samples: write sample grids; max_nonfinite: consecutive iterations with a skipped step
+    before the run stops; keep: checkpoints kept."""
+
+    device: str = "auto"
+    amp: str = "none"
+    workers: int = 2
+    checkpoint_every: int | None = None
+    sample_every: int | None = None
+    log_every: int | None = None
+    deterministic: bool = False
+    quiet: bool = False
+    samples: bool = True
+    max_nonfinite: int = 20
+    keep: int = 3
+
+    def __post_init__(self):
+        if self.amp not in ("none", "bf16"):
+            raise UserError(f"unknown --amp {self.amp!r} (none, bf16)")
+        if self.workers < 0:
+            raise UserError(f"--workers must be >= 0, got {self.workers}")
+        for name in ("checkpoint_every", "sample_every", "log_every"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        if self.max_nonfinite < 1 or self.keep < 1:
+            raise UserError("max_nonfinite and keep must be >= 1")
+
+    @property
+    def autocast(self) -> str | None:
+        return None if self.amp == "none" else self.amp
+
+
+def cpu_threads(workers: int, local_processes: int) -> int:
+    """Intra-op threads of a CPU training process.
+
+    OMP_NUM_THREADS, when set, wins. Otherwise the cores this process may use are shared by the
+    local training processes and their data-loader workers: max(1, cores // local processes -
+    workers). Oversubscribed OpenMP threads spin on their barriers, which made a 2-core machine
+    5-20x slower in our measurements, while the (procedural or decoded) data costs little.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", local_processes))
+    return max(1, cores // max(local, 1) - int(workers))
