@@ -67,10 +67,12 @@ def test_discriminator_shapes(preset, sizes):
     P = cfg.generator.patch_size
     with torch.device("meta"):
         D = Discriminator(cfg.discriminator, P)
-        trace = []
-        D.features(torch.zeros(4, 3, P, P), trace)
+        trace = {}
+        hooks = [block.register_forward_hook(_record(trace, f"block{i}")) for i, block in enumerate(D.blocks)]
         logit, aux = D(torch.zeros(4, 3, P, P))
-    assert [s[0] for s in trace] == sizes
+        for h in hooks:
+            h.remove()
+    assert [trace[f"block{i}"].shape[-1] for i in range(len(D.blocks))] == sizes
     assert tuple(logit.shape) == (4,) and tuple(aux.shape) == (4, 3)
 
 
