@@ -6,7 +6,7 @@
   another seed with the default 1000 steps, re-rendered: PSNR (dB) vs the target.
 
     python benchmarks/inversion.py --speed                      # seconds/step, peak memory
-    python benchmarks/inversion.py --recover [--steps 1000]     # PSNR of the recovery check
+    python benchmarks/inversion.py --recover [--steps 1000] [--set zl_prior_weight=0 ...]   # PSNR
 
 Prints one JSON object.
 """
@@ -59,7 +59,7 @@ def speed(sizes: list[int], steps: int, threads: int) -> dict:
     return res
 
 
-def recover(steps: int, size: int, threads: int) -> dict:
+def recover(steps: int, size: int, threads: int, options: dict) -> dict:
     import torch
 
     import infinitygan as ig
@@ -71,11 +71,12 @@ def recover(steps: int, size: int, threads: int) -> dict:
     region = m.region(size, size)
     target = m.generate(seed=3, width=size, height=size, x=region.x, y=region.y)
     t0 = time.perf_counter()
-    lat = Inversion(m, InversionConfig(steps=steps, seed=0), perceptual_loss("auto", warn=lambda _: None))(target, region)
+    cfg = InversionConfig(steps=steps, seed=0, **options)
+    lat = Inversion(m, cfg, perceptual_loss("auto", warn=lambda _: None))(target, region)
     start = m.generate(seed=0, width=size, height=size, x=region.x, y=region.y)
     return {"size": size, "steps": steps, "target_seed": 3, "region": [region.x, region.y, size, size],
             "psnr_db": lat.metrics["psnr"], "psnr_of_the_start_db": round(psnr(start, target), 2),
-            "lpips": lat.metrics.get("lpips"), "seconds": round(time.perf_counter() - t0, 1)}
+            "lpips": lat.metrics.get("lpips"), "options": options, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> None:
@@ -86,6 +87,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (speed, default 10) or total (recover, 1000)")
     ap.add_argument("--size", type=int, default=128, help="recovery check size")
     ap.add_argument("--threads", type=int, default=torch_threads())
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an InversionConfig field for --recover, e.g. zl_prior_weight=0")
     ap.add_argument("--child-speed", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child_speed is not None:
@@ -94,7 +97,8 @@ def main() -> None:
     if a.speed:
         res["speed"] = speed(a.sizes, a.steps or 10, a.threads)
     if a.recover:
-        res["recover"] = recover(a.steps or 1000, a.size, a.threads)
+        options = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+        res["recover"] = recover(a.steps or 1000, a.size, a.threads, options)
     print(json.dumps(res))
 
 

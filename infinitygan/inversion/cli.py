@@ -16,6 +16,7 @@ from ..errors import UserError
 def register(cli: click.Group) -> None:
     cli.add_command(invert_cmd)
     cli.add_command(outpaint_cmd)
+    cli.add_command(inbetween_cmd)
 
 
 def inversion_options(f):
@@ -61,8 +62,10 @@ def _config(kw: dict, seed: int):
                            w_samples=kw["w_samples"], seed=seed)
 
 
-def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int | None, quiet: bool):
-    """Read ``image`` (and mask), place it, invert it: Latents."""
+def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int | None, quiet: bool,
+                 period: int | None = None, region=None):
+    """Read ``image`` (and mask), place it (at ``region``, else x / y, else the default), invert it:
+    Latents (on a cyclic canvas of ``period`` pixels when given)."""
     from ..api import resolve_device
     from .invert import Inversion
     from .perceptual import perceptual_loss
@@ -72,12 +75,12 @@ def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int |
     dev = resolve_device(kw["device"])
     pixels, known = load_target(image, kw["mask_path"])
     h, w = pixels.shape[:2]
-    region = model.region(w, h, x, y)
+    region = model.region(w, h, x, y) if region is None else region
     lp = None
     if cfg.perceptual_weight > 0:
         lp = perceptual_loss(kw["perceptual"], kw["lpips_net"], kw["lpips_weights"])
     inv = Inversion(model, cfg, lp, dev)
-    return inv(pixels, region, known, progress=not quiet, source=Path(image).name)
+    return inv(pixels, region, known, progress=not quiet, source=Path(image).name, period=period)
 
 
 # ==================================================================================== invert
@@ -88,10 +91,12 @@ def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int |
 @click.option("--y", "y", default=None, type=int, help="canvas pixel of the image's top edge (default: centred on the horizon)")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed of the initial latents and the annealing noise")
 @inversion_options
+@click.option("--cyclic", default=None, type=int,
+              help="invert on a cyclic canvas of this period (pixels), for `outpaint --latents` cyclic panoramas")
 @click.option("--preview", default=None, type=click.Path(dir_okay=False), help="also write the reconstruction (.png ...)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="latents file to write (.safetensors)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
+def invert_cmd(image, model_path, x, y, seed, cyclic, preview, out, quiet, **kw):
     """Recover the latents that reproduce IMAGE at (x, y) of the canvas (GAN inversion).
 
     The latents file renders again with `generate --latents OUT --seed S` and extends with
@@ -105,7 +110,7 @@ def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
     if preview is not None:
         check_output_path(preview)
     model = load_model(model_path)
-    lat = invert_photo(model, image, kw, seed, x, y, quiet)
+    lat = invert_photo(model, image, kw, seed, x, y, quiet, period=cyclic)
     lat.save(out)
     if preview is not None:
         from .invert import Inversion
@@ -127,8 +132,10 @@ def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
 @click.option("--latents", "latents_path", default=None, type=click.Path(dir_okay=False),
               help="reuse an inversion (from `invert`) instead of a PHOTO")
 @click.option("--model", "model_path", default=None, type=click.Path(), help="model file (default: the bundled model)")
-@click.option("--width", required=True, type=int, help="output width (pixels)")
+@click.option("--width", default=None, type=int, help="output width (pixels; default: the --cyclic period)")
 @click.option("--height", required=True, type=int, help="output height (pixels)")
+@click.option("--cyclic", default=None, type=int,
+              help="a cyclic panorama of this period (pixels): the photo joined to itself around the circle")
 @click.option("--x", "x", default=None, type=int, help="output's left pixel (default: the image centred in it)")
 @click.option("--y", "y", default=None, type=int, help="output's top pixel (default: the image centred in it)")
 @click.option("--image-x", default=None, type=int, help="where to place PHOTO on the canvas (default: centred on 0)")
@@ -144,7 +151,7 @@ def invert_cmd(image, model_path, x, y, seed, preview, out, quiet, **kw):
 @click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16 (synthesis)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, image_y, seed, invert_seed,
+def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, image_x, image_y, seed, invert_seed,
                  feather, save_latents, tile, batch, dtype, out, quiet, **kw):
     """Extend a photo (or an inversion) to WIDTH x HEIGHT: the inverted latents inside, the canvas
     of SEED outside; different seeds give different continuations. Streams any size."""
@@ -155,6 +162,10 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, 
 
     if (photo is None) == (latents_path is None):
         raise UserError("give either a PHOTO or --latents FILE")
+    if width is None:
+        if cyclic is None:
+            raise UserError("--width is required (or --cyclic PERIOD)")
+        width = cyclic
     if width <= 0 or height <= 0:
         raise UserError(f"--width and --height must be positive, got {width}x{height}")
     if tile is not None and tile <= 0:
@@ -171,12 +182,19 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, x, y, image_x, 
     model = load_model(model_path)
     if latents_path is not None:
         lat = load_latents(latents_path, model)
+        if cyclic is not None and cyclic != lat.period:
+            raise UserError(f"{latents_path} was inverted for period {lat.period} (invert again with --cyclic {cyclic})"
+                            if lat.period else f"{latents_path} is not a cyclic inversion (invert with --cyclic {cyclic})")
     else:
+        from .footprint import footprint
+        from .invert import check_period
         from .target import load_target
 
         pixels, _ = load_target(photo, kw["mask_path"])  # validate (and size-check) before inverting
-        outpaint_region(model.region(pixels.shape[1], pixels.shape[0], image_x, image_y), width, height, x, y)
-        lat = invert_photo(model, photo, kw, invert_seed, image_x, image_y, quiet)
+        image = model.region(pixels.shape[1], pixels.shape[0], image_x, image_y)
+        outpaint_region(image, width, height, x, y)
+        check_period(cyclic, footprint(model.generator.geometry, image), model.generator.geometry.lattice)
+        lat = invert_photo(model, photo, kw, invert_seed, image_x, image_y, quiet, period=cyclic)
         if save_latents is not None:
             lat.save(save_latents)
     region = outpaint_region(lat.region, width, height, x, y)
@@ -211,3 +229,89 @@ def generate_latents(model_path, seed, width, height, x, y, tile, batch, device,
                      progress=not quiet)
     if not quiet:
         click.echo(f"wrote {out} ({region.width}x{region.height} at x={region.x}, y={region.y})", err=True)
+
+
+# ==================================================================================== inbetween
+@click.command("inbetween")
+@click.argument("left", type=click.Path(dir_okay=False))
+@click.argument("right", type=click.Path(dir_okay=False))
+@click.option("--distance", default=None, type=int,
+              help="pixels between the facing edges of LEFT and RIGHT (required unless both are latents files)")
+@click.option("--model", "model_path", default=None, type=click.Path(), help="model file (default: the bundled model)")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the canvas between and around them")
+@click.option("--invert-seed", default=0, show_default=True, type=int, help="seed of the inversions")
+@click.option("--width", default=None, type=int, help="output width (default: from LEFT's left edge to RIGHT's right edge)")
+@click.option("--height", default=None, type=int, help="output height (default: the taller image)")
+@click.option("--x", "x", default=None, type=int, help="output's left pixel (default: the pair centred in it)")
+@click.option("--y", "y", default=None, type=int, help="output's top pixel (default: the pair centred in it)")
+@click.option("--fusion-kernel", default=None, type=int, help="mean-filter size of the style fusion (odd; default 8 lattices - 1)")
+@inversion_options
+@click.option("--save-latents", default=None, help="PREFIX: also save PREFIX-left.safetensors and PREFIX-right.safetensors")
+@click.option("--tile", default=None, type=int, help="tile size in pixels")
+@click.option("--batch", default=None, type=int, help="tiles per forward pass")
+@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16 (synthesis)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, height, x, y, fusion_kernel,
+                  save_latents, tile, batch, dtype, out, quiet, **kw):
+    """Join LEFT and RIGHT (photos or latents files of `invert`) placed DISTANCE pixels apart:
+    the canvas of SEED between them, their inverted styles joined by spatial style fusion."""
+    from ..api import load_model, resolve_device, resolve_dtype
+    from ..io.images import check_output_path, write_bands
+    from ..synthesis import Region
+    from .inbetween import inbetween_bands, pair_region, place_pair
+    from .latents_file import check_latents_output, load_latents
+    from .target import load_target
+
+    for name, v in (("--width", width), ("--height", height), ("--tile", tile), ("--batch", batch)):
+        if v is not None and v <= 0:
+            raise UserError(f"{name} must be positive, got {v}")
+    if fusion_kernel is not None and (fusion_kernel <= 0 or fusion_kernel % 2 == 0):
+        raise UserError(f"--fusion-kernel must be a positive odd number, got {fusion_kernel}")
+    check_output_path(out)
+    if save_latents is not None:
+        for side in ("left", "right"):
+            check_latents_output(f"{save_latents}-{side}.safetensors")
+    resolve_dtype(dtype)
+    dev = resolve_device(kw["device"])
+    model = load_model(model_path)
+    is_lat = [Path(p).suffix.lower() == ".safetensors" for p in (left, right)]
+    lats: list = [load_latents(p, model) if il else None for p, il in zip((left, right), is_lat)]
+    sizes = []
+    for p, lat in zip((left, right), lats):
+        if lat is None:
+            px, _ = load_target(p, kw["mask_path"])
+            sizes.append((px.shape[1], px.shape[0]))
+        else:
+            sizes.append((lat.region.width, lat.region.height))
+    if all(is_lat):
+        gap = lats[1].region.x - lats[0].region.x - lats[0].region.width
+        if distance is not None and distance != gap:
+            raise UserError(f"the two latents files lie {gap} pixels apart, not --distance {distance}")
+        regions = [lats[0].region, lats[1].region]
+    else:
+        if distance is None:
+            raise UserError("--distance is required")
+        a, b = place_pair(model, sizes[0], sizes[1], distance)
+        if lats[0] is not None:
+            b = Region(lats[0].region.x + lats[0].region.width + distance, b.y, b.width, b.height)
+            a = lats[0].region
+        elif lats[1] is not None:
+            a = Region(lats[1].region.x - distance - a.width, a.y, a.width, a.height)
+            b = lats[1].region
+        regions = [a, b]
+    for i, (p, r) in enumerate(zip((left, right), regions)):
+        if lats[i] is None:
+            lats[i] = invert_photo(model, p, kw, invert_seed, None, None, quiet, region=r)
+            if save_latents is not None:
+                lats[i].save(f"{save_latents}-{('left', 'right')[i]}.safetensors")
+    span = pair_region(*regions)
+    width = span.width if width is None else width
+    height = span.height if height is None else height
+    region = Region(span.x - (width - span.width) // 2 if x is None else x,
+                    span.y - (height - span.height) // 2 if y is None else y, width, height)
+    bands = inbetween_bands(model, lats, seed, region, fusion_kernel, tile, batch, dev, dtype, progress=not quiet)
+    write_bands(out, region.width, region.height, bands)
+    if not quiet:
+        click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; images at x={regions[0].x} "
+                   f"and x={regions[1].x})", err=True)

@@ -83,6 +83,19 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, mask=None) 
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
+def check_period(period: int | None, fp, lattice: int) -> dict:
+    """Canvas keyword arguments of a cyclic inversion ({} for none); UserError when the period is
+    not a multiple of the lattice or too short to hold the image's footprint once."""
+    if period is None:
+        return {}
+    if period <= 0 or period % lattice:
+        raise UserError(f"the cyclic period must be a positive multiple of {lattice} pixels, got {period}")
+    if period // lattice < fp.zl.cols:
+        raise UserError(f"the cyclic period ({period} px) is shorter than the image's footprint "
+                        f"({fp.zl.cols * lattice} px): use a longer period")
+    return {"period": period // lattice}
+
+
 def render_region(synth: Synthesizer, canvas: Canvas, region: Region, styles: torch.Tensor) -> torch.Tensor:
     """Differentiable pixels (3, H, W) of ``region`` with W+ ``styles`` (1, n_styles, style_dim)."""
     return synth.render_tensor(canvas, region, styles=styles)
@@ -98,6 +111,7 @@ class Inversion:
         self.device = self.synth.device
         self.perceptual = perceptual.to(self.device) if perceptual is not None else None
         self._stats: GaussianizedW | None = None
+        self._period: dict = {}
 
     @property
     def stats(self) -> GaussianizedW:
@@ -106,11 +120,13 @@ class Inversion:
         return self._stats
 
     def __call__(self, target: np.ndarray, region: Region, mask: np.ndarray | None = None,
-                 progress: bool = False, source: str = "", callback=None) -> Latents:
+                 progress: bool = False, source: str = "", callback=None, period: int | None = None) -> Latents:
         """Latents reproducing ``target`` (H, W, 3) in [-1, 1] at ``region`` (same size).
 
         mask: (H, W), nonzero where pixels are known (default: all).
         callback(step, loss_dict): called after every step (tests, logging).
+        period: invert on a cyclic canvas of this horizontal period (pixels; its coordinates),
+          for cyclic panoramas from the image.
         """
         cfg, dev = self.cfg, self.device
         H, W = target.shape[:2]
@@ -119,6 +135,7 @@ class Inversion:
         gen = self.synth.generator
         g = self.model.config.generator
         fp = footprint(gen.geometry, region)
+        self._period = check_period(period, fp, gen.geometry.lattice)
         known = np.ones((H, W), np.uint8) if mask is None else (np.asarray(mask) > 0).astype(np.uint8)
         x = torch.as_tensor(np.ascontiguousarray(target, np.float32)).permute(2, 0, 1).to(dev)  # (3, H, W)
         m = torch.as_tensor(known, dtype=torch.float32, device=dev)[None]  # (1, H, W)
@@ -176,7 +193,7 @@ class Inversion:
                       [n.detach().cpu() for n in noises], fp, region, model_identity(self.model),
                       target=np.clip(np.rint((target + 1.0) * 127.5), 0, 255).astype(np.uint8),
                       mask=known, options={**asdict(cfg), "perceptual": self.perceptual is not None},
-                      source=source)
+                      source=source, period=period)
         with torch.no_grad():
             out = self.render(lat, cfg.seed)
         lat.metrics = {"psnr": round(psnr(out, target, known), 3)}
@@ -190,7 +207,7 @@ class Inversion:
     def _losses(self, region, x, m, n_known, fp, zg, zl, v, w, noises, prior) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         g = self.model.config.generator
-        canvas = Canvas(cfg.seed, g.zg_dim, g.zl_dim, global_latent=zg)
+        canvas = Canvas(cfg.seed, g.zg_dim, g.zl_dim, global_latent=zg, **self._period)
         canvas.override_zl(fp.zl.row0, fp.zl.col0, zl)
         for j, (win, n) in enumerate(zip(fp.noise, noises)):
             canvas.override_noise(j, win.row0, win.col0, n)

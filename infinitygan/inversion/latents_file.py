@@ -31,7 +31,7 @@ import torch
 
 from ..errors import UserError
 from ..io.images import atomic_path
-from ..latents import Canvas
+from ..latents import Canvas, noise_level
 from ..synthesis import Region
 from .footprint import Footprint, Window, footprint
 
@@ -67,18 +67,35 @@ class Latents:
     options: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     source: str = ""
+    period: int | None = None  # cyclic canvas: horizontal period in pixels the image was inverted on
 
-    def canvas(self, seed: int) -> Canvas:
-        """The canvas of ``seed`` with these latents pasted over it (zg, zl, noise)."""
-        c = Canvas(int(seed), self.zg.shape[0], self.zl.shape[0], global_latent=self.zg.clone())
-        self.paste(c)
+    def canvas(self, seed: int, region: Region | None = None) -> Canvas:
+        """The canvas of ``seed`` with these latents pasted over it (zg, zl, noise); on a cyclic
+        inversion, a periodic canvas with a copy every period across ``region`` (default: the image's)."""
+        c = Canvas(int(seed), self.zg.shape[0], self.zl.shape[0], global_latent=self.zg.clone(),
+                   **({"period": self.period // lattice_of(self)} if self.period else {}))
+        self.paste(c, region)
         return c
 
-    def paste(self, canvas: Canvas) -> None:
-        """Add this image's zl and noise windows to a canvas's overrides (zg and styles are not touched)."""
-        canvas.override_zl(self.footprint.zl.row0, self.footprint.zl.col0, self.zl)
-        for j, (w, n) in enumerate(zip(self.footprint.noise, self.noises)):
-            canvas.override_noise(j, w.row0, w.col0, n)
+    def paste(self, canvas: Canvas, region: Region | None = None) -> None:
+        """Add this image's zl and noise windows to a canvas's overrides (zg and styles are not
+        touched); with a period, one copy per period over ``region`` and its margins."""
+        for k in self.copies(region):
+            dc = k * (self.period or 0) // lattice_of(self)  # shift in latent cells
+            canvas.override_zl(self.footprint.zl.row0, self.footprint.zl.col0 + dc, self.zl)
+            for j, (w, n) in enumerate(zip(self.footprint.noise, self.noises)):
+                canvas.override_noise(j, w.row0, w.col0 + dc * 2 ** noise_level(j), n)
+
+    def copies(self, region: Region | None) -> range:
+        """Period indices k whose copy (shifted by k * period pixels) can reach ``region``."""
+        if not self.period or region is None:
+            return range(0, 1)
+        L = lattice_of(self)
+        a = self.footprint.zl.col0 * L  # footprint span in pixels (generously: the zl window)
+        b = (self.footprint.zl.col0 + self.footprint.zl.cols) * L
+        lo = (region.x - 64 * L - b) // self.period
+        hi = -((-(region.x + region.width + 64 * L - a)) // self.period)
+        return range(lo, hi + 1)
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
@@ -104,6 +121,7 @@ class Latents:
             "options": json.dumps(self.options, sort_keys=True),
             "metrics": json.dumps(self.metrics, sort_keys=True),
             "source": self.source,
+            "period": json.dumps(self.period),
         }
         try:
             with atomic_path(path) as tmp:
@@ -111,6 +129,11 @@ class Latents:
         except PermissionError:
             raise UserError(f"output is not writable: {path}") from None
         return path
+
+
+def lattice_of(lat: "Latents") -> int:
+    """Pixels per latent cell, from the footprint (the last noise lattice is 2^K per cell)."""
+    return 2 ** (len(lat.noises) // 2)
 
 
 def check_latents_output(path: str | Path) -> Path:
@@ -151,6 +174,8 @@ def load_latents(path: str | Path, model=None) -> Latents:
         zg, styles, zl = tensors["zg"].float(), tensors["styles"].float(), tensors["zl"].float()
         noises = [tensors[f"noise.{j}"].float() for j in range(len(noise_origins))]
         options = json.loads(meta.get("options", "{}"))
+        period = json.loads(meta.get("period", "null"))
+        period = None if period is None else int(period)
         metrics = json.loads(meta.get("metrics", "{}"))
     except (KeyError, ValueError, TypeError, UserError):
         raise UserError(f"{path}: corrupt latents file (missing or malformed entries)") from None
@@ -159,7 +184,7 @@ def load_latents(path: str | Path, model=None) -> Latents:
     target = tensors["target"].numpy() if "target" in tensors else None
     mask = tensors["mask"].numpy() if "mask" in tensors else None
     lat = Latents(zg, styles, zl, noises, fp, region, meta.get("model", ""), target, mask, options, metrics,
-                  meta.get("source", ""))
+                  meta.get("source", ""), period)
     if model is not None:
         check_latents_fit(lat, model, path)
     return lat

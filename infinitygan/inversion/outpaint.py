@@ -35,9 +35,10 @@ def outpaint_region(image: Region, width: int, height: int, x: int | None = None
     return Region(x, y, int(width), int(height))
 
 
-def outpaint_canvas(lat: Latents, seed: int) -> Canvas:
-    """Canvas of ``seed`` with the inverted latents pasted over it."""
-    return lat.canvas(seed)
+def outpaint_canvas(lat: Latents, seed: int, region: Region) -> Canvas:
+    """Canvas of ``seed`` with the inverted latents pasted over it (on a cyclic inversion, once
+    per period across ``region``)."""
+    return lat.canvas(seed, region)
 
 
 def feather_weights(mask: np.ndarray, feather: int) -> np.ndarray:
@@ -83,7 +84,7 @@ def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: R
     """Stream the outpainted region to an image file (atomic; .png, .tif, .npy, .jpg) through the
     engine's tiles; paste-back when feather is not None."""
     synth = model.synthesizer(device, dtype)
-    return render_to_file(path, synth, outpaint_canvas(lat, seed), region, tile, batch, progress, force,
+    return render_to_file(path, synth, outpaint_canvas(lat, seed, region), region, tile, batch, progress, force,
                           styles=lat.styles[None], post=_post(lat, region, feather))
 
 
@@ -91,7 +92,7 @@ def outpaint(model, lat: Latents, seed: int, region: Region, tile=None, batch=No
              dtype="float32", progress: bool = False, feather: int | None = None) -> np.ndarray:
     """The outpainted region as float32 (H, W, 3)."""
     synth = model.synthesizer(device, dtype)
-    tiles = synth.tiles(outpaint_canvas(lat, seed), region, tile, batch, progress, styles=lat.styles[None])
+    tiles = synth.tiles(outpaint_canvas(lat, seed, region), region, tile, batch, progress, styles=lat.styles[None])
     post = _post(lat, region, feather)
     out = np.empty((region.height, region.width, 3), np.float32)
     for t, px in (tiles if post is None else post(tiles)):
