@@ -125,3 +125,30 @@ def test_perceptual_auto_warns_once_and_runs(tmp_path, capsys, tiny_model_file, 
                      "--out", tmp_path / "l.safetensors")
     assert rc == 0
     assert err.count("warning: LPIPS backbone weights not found") == 1
+
+
+def test_inbetween_and_cyclic_commands(tmp_path, capsys, tiny_model_file, photo, latents_file):
+    out = tmp_path / "between.npy"
+    from infinitygan.inversion import load_latents
+
+    rc, _, err = run(capsys, "inbetween", photo[0], latents_file, "--distance", 400, "--model", tiny_model_file,
+                     "--seed", 2, "--save-latents", tmp_path / "pair", *QUICK, "--out", out)
+    assert rc == 0, err
+    lat, left = load_latents(latents_file), load_latents(tmp_path / "pair-left.safetensors")
+    assert lat.region.x - (left.region.x + 48) == 400  # LEFT placed 400 pixels left of RIGHT's fixed place
+    a = np.load(out)
+    assert a.shape == (32, lat.region.x + 48 - left.region.x, 3) and np.isfinite(a).all()
+    rc, _, err = run(capsys, "inbetween", photo[0], photo[0], "--model", tiny_model_file, *QUICK, "--out", out)
+    assert rc == 2 and "--distance is required" in err
+    cyc = tmp_path / "cyc.npy"
+    rc, _, err = run(capsys, "outpaint", photo[0], "--model", tiny_model_file, "--cyclic", 512, "--height", 32,
+                     *QUICK, "--out", cyc)
+    assert rc == 0, err
+    c = np.load(cyc)
+    assert c.shape == (32, 512, 3)
+    rc, _, err = run(capsys, "outpaint", "--latents", latents_file, "--model", tiny_model_file, "--cyclic", 512,
+                     "--height", 32, "--quiet", "--out", cyc)
+    assert rc == 2 and "not a cyclic inversion" in err
+    rc, _, err = run(capsys, "outpaint", photo[0], "--model", tiny_model_file, "--cyclic", 256, "--height", 32,
+                     *QUICK, "--out", cyc)
+    assert rc == 2 and "shorter than the image's footprint" in err

@@ -1,13 +1,13 @@
 """Figures and measured checks of docs/applications.md (inversion section).
 
-    python tools/inversion_figures.py [--steps 1000] [--work /tmp/inv] [--out docs]
+    python tools/inversion_figures.py [--steps 1000] [--work /tmp/inv] [--out docs/applications]
 
 1. Draws two photo-like landscapes with numpy (sky with clouds, a mountain ridge, textured
    fields; NOT made by the model), saves them as JPEG and inverts each with the bundled model
    through the CLI (`infinitygan invert`), reporting PSNR (and LPIPS when its weights exist).
 2. Outpaints photo A to a wide panorama, three continuations of it (seeds 1, 2, 3), and a
-   cyclic panorama; inbetweens A and B when `infinitygan inbetween` exists.
-3. Writes docs/applications_*.jpg (the photo's place marked with a red frame) and prints a JSON
+   cyclic panorama, and inbetweens A and B.
+3. Writes docs/applications/inversion-*.jpg (the photo's place marked with a red frame) and prints a JSON
    summary of the figures' numbers. Latents are cached in --work, so reruns are cheap.
 """
 from __future__ import annotations
@@ -92,11 +92,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--work", default="/tmp/inversion-figures")
-    ap.add_argument("--out", default="docs")
+    ap.add_argument("--out", default="docs/applications")
     ap.add_argument("--photo-width", type=int, default=256)
     ap.add_argument("--photo-height", type=int, default=128)
     ap.add_argument("--pano-width", type=int, default=2048)
     ap.add_argument("--height", type=int, default=192)
+    ap.add_argument("--distance", type=int, default=768)
     a = ap.parse_args()
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -115,21 +116,39 @@ def main() -> None:
 
     la = load_latents(lat_a)
     summary["photo_a"] = {"size": [pw, ph], **la.metrics}
-    stack([photos["a"], work / "recon_a.png"], out / "applications_inversion.jpg")
+    stack([photos["a"], work / "recon_a.png"], out / "inversion-reconstruction.jpg")
     # wide panorama: the photo's place is the middle of the output
     H, W = a.height, a.pano_width
     pano = work / "pano.png"
     cli("outpaint", "--latents", lat_a, "--width", W, "--height", H, "--seed", 1, "--out", pano, "--quiet")
     box = ((W - pw) // 2, (H - ph) // 2, pw, ph)
-    framed(pano, box, out / "applications_outpaint.jpg")
+    framed(pano, box, out / "inversion-outpaint.jpg")
     # three continuations
     conts = []
     for s in (1, 2, 3):
         p = work / f"cont_{s}.png"
         cli("outpaint", "--latents", lat_a, "--width", 3 * pw, "--height", H, "--seed", s, "--out", p, "--quiet")
         conts.append(p)
-    stack(conts, out / "applications_continuations.jpg", boxes=[(pw, (H - ph) // 2, pw, ph)] * 3)
-    summary["figures"] = ["applications_inversion.jpg", "applications_outpaint.jpg", "applications_continuations.jpg"]
+    stack(conts, out / "inversion-continuations.jpg", boxes=[(pw, (H - ph) // 2, pw, ph)] * 3)
+    # inbetweening: photo B placed --distance pixels right of photo A's inverted place
+    lat_b = work / "between-right.safetensors"
+    between = work / "between.png"
+    dist = a.distance
+    cli("inbetween", lat_a, photos["b"], "--distance", dist, "--steps", a.steps, "--seed", 1, "--height", H,
+        "--save-latents", work / "between", "--out", between, "--quiet")
+    lb = load_latents(lat_b)
+    summary["photo_b"] = {"size": [pw, ph], **lb.metrics}
+    framed(between, [(0, (H - ph) // 2, pw, ph), (pw + dist, (H - ph) // 2, pw, ph)], out / "inversion-inbetween.jpg")
+    # cyclic panorama: one period of the model's coordinates (2224 px for tiny), shown twice around
+    period = 139 * 16
+    cyc = work / "cyclic.png"
+    off = (period - pw) // 2  # the photo in the middle of each period
+    cli("outpaint", "--latents", lat_a, "--cyclic", period, "--width", 2 * period, "--x", la.region.x - off,
+        "--height", H, "--seed", 4, "--out", cyc, "--quiet")
+    framed(cyc, [(off, (H - ph) // 2, pw, ph), (off + period, (H - ph) // 2, pw, ph)],
+           out / "inversion-cyclic.jpg", 0.5)
+    summary["figures"] = ["inversion-reconstruction.jpg", "inversion-outpaint.jpg", "inversion-continuations.jpg",
+                          "inversion-inbetween.jpg", "inversion-cyclic.jpg"]
     print(json.dumps(summary))
 
 

@@ -83,6 +83,15 @@ def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int |
     return inv(pixels, region, known, progress=not quiet, source=Path(image).name, period=period)
 
 
+def native_period(model, period: int) -> bool:
+    """True when ``period`` pixels is a whole number of the model's horizontal coordinate periods
+    (its plain coordinates are then periodic: a plain inversion serves a cyclic canvas as is)."""
+    g = model.config.generator
+    if g.coords.system == "object":
+        return True
+    return period % (g.coords.period * 2 ** g.n_up) == 0
+
+
 # ==================================================================================== invert
 @click.command("invert")
 @click.argument("image", type=click.Path(dir_okay=False))
@@ -182,6 +191,14 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, i
     model = load_model(model_path)
     if latents_path is not None:
         lat = load_latents(latents_path, model)
+        if cyclic is not None and lat.period is None and native_period(model, cyclic):
+            import dataclasses
+
+            from .footprint import footprint
+            from .invert import check_period
+
+            check_period(cyclic, footprint(model.generator.geometry, lat.region), model.generator.geometry.lattice)
+            lat = dataclasses.replace(lat, period=cyclic)  # plain coordinates are periodic here already
         if cyclic is not None and cyclic != lat.period:
             raise UserError(f"{latents_path} was inverted for period {lat.period} (invert again with --cyclic {cyclic})"
                             if lat.period else f"{latents_path} is not a cyclic inversion (invert with --cyclic {cyclic})")
