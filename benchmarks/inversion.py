@@ -6,6 +6,7 @@
   another seed with the default 1000 steps, re-rendered: PSNR (dB) vs the target.
 
     python benchmarks/inversion.py --speed                      # seconds/step, peak memory
+    python benchmarks/inversion.py --outpaint-memory            # peak RSS of outpaint, 10k and 100k wide
     python benchmarks/inversion.py --recover [--steps 1000] [--set zl_prior_weight=0 ...]   # PSNR
 
 Prints one JSON object.
@@ -79,11 +80,42 @@ def recover(steps: int, size: int, threads: int, options: dict) -> dict:
             "lpips": lat.metrics.get("lpips"), "options": options, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def outpaint_memory(widths: list[int], height: int) -> dict:
+    """Peak RSS of `infinitygan outpaint --latents` at several widths (each in its own process),
+    from a 256x128 inversion (20 steps: the memory does not depend on the fit)."""
+    import tempfile
+
+    import infinitygan as ig
+    from infinitygan.inversion import Inversion, InversionConfig
+
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        m = ig.load_model()
+        region = m.region(256, 128)
+        target = m.generate(seed=3, width=256, height=128, x=region.x, y=region.y)
+        lat = Inversion(m, InversionConfig(steps=20))(target, region)
+        path = lat.save(os.path.join(tmp, "lat.safetensors"))
+        for w in widths:
+            out = os.path.join(tmp, "pano.tif")
+            cmd = [sys.executable, "-m", "infinitygan", "outpaint", "--latents", str(path), "--width", str(w),
+                   "--height", str(height), "--seed", "1", "--out", out, "--quiet"]
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(p.pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"command failed: {' '.join(cmd)}")
+            res[f"{w}x{height}"] = {"peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+                                    "seconds": round(time.perf_counter() - t0, 1)}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--recover", action="store_true")
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--outpaint-memory", action="store_true", help="peak RSS of outpaint at --widths")
+    ap.add_argument("--widths", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--steps", type=int, default=None, help="timed steps (speed, default 10) or total (recover, 1000)")
     ap.add_argument("--size", type=int, default=128, help="recovery check size")
     ap.add_argument("--threads", type=int, default=torch_threads())
@@ -96,6 +128,8 @@ def main() -> None:
     res = {}
     if a.speed:
         res["speed"] = speed(a.sizes, a.steps or 10, a.threads)
+    if a.outpaint_memory:
+        res["outpaint_memory"] = outpaint_memory(a.widths, 256)
     if a.recover:
         options = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.set)}
         res["recover"] = recover(a.steps or 1000, a.size, a.threads, options)

@@ -131,11 +131,13 @@ def main() -> None:
         conts.append(p)
     stack(conts, out / "inversion-continuations.jpg", boxes=[(pw, (H - ph) // 2, pw, ph)] * 3)
     # inbetweening: photo B placed --distance pixels right of photo A's inverted place
-    lat_b = work / "between-right.safetensors"
+    lat_b = work / f"photo_b_{a.steps}_d{a.distance}.safetensors"
     between = work / "between.png"
     dist = a.distance
-    cli("inbetween", lat_a, photos["b"], "--distance", dist, "--steps", a.steps, "--seed", 1, "--height", H,
-        "--save-latents", work / "between", "--out", between, "--quiet")
+    if not lat_b.exists():
+        cli("invert", photos["b"], "--steps", a.steps, "--x", la.region.x + pw + dist, "--y", la.region.y,
+            "--out", lat_b)
+    cli("inbetween", lat_a, lat_b, "--seed", 1, "--height", H, "--out", between, "--quiet")
     lb = load_latents(lat_b)
     summary["photo_b"] = {"size": [pw, ph], **lb.metrics}
     framed(between, [(0, (H - ph) // 2, pw, ph), (pw + dist, (H - ph) // 2, pw, ph)], out / "inversion-inbetween.jpg")
