@@ -7,7 +7,7 @@ import pytest
 
 from infinitygan.errors import UserError
 from infinitygan.inversion import Inversion, InversionConfig
-from infinitygan.inversion.inbetween import inbetween_bands, pair_region, place_pair
+from infinitygan.inversion.inbetween import inbetween, pair_region, place_pair
 from infinitygan.inversion.outpaint import outpaint
 from infinitygan.synthesis import Region, Synthesizer
 
@@ -16,13 +16,6 @@ CFG = InversionConfig(steps=3, w_samples=200)
 
 def _image(model, seed, region):
     return Synthesizer(model.generator).render(model.canvas(seed), region)
-
-
-def _render(bands, region):
-    out = np.empty((region.height, region.width, 3), np.float32)
-    for y, b in bands:
-        out[y: y + b.shape[0]] = b
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +36,8 @@ def test_place_pair(tiny_model):
 
 def test_inbetween_reproduces_both_images_and_varies_between(tiny_model, pair):
     region = pair_region(pair[0].region, pair[1].region)
-    one = _render(inbetween_bands(tiny_model, pair, 1, region, tile=128), region)
-    two = _render(inbetween_bands(tiny_model, pair, 2, region, tile=64, batch=3), region)
+    one = inbetween(tiny_model, pair, 1, region, tile=128)
+    two = inbetween(tiny_model, pair, 2, region, tile=64, batch=3)
     inv = Inversion(tiny_model, CFG)
     scale = max(1.0, float(np.abs(one).max()))
     for lat in pair:  # far apart: each image is its own inversion, whatever the seed between

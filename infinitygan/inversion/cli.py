@@ -274,9 +274,9 @@ def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, h
     """Join LEFT and RIGHT (photos or latents files of `invert`) placed DISTANCE pixels apart:
     the canvas of SEED between them, their inverted styles joined by spatial style fusion."""
     from ..api import load_model, resolve_device, resolve_dtype
-    from ..io.images import check_output_path, write_bands
+    from ..io.images import check_output_path
     from ..synthesis import Region
-    from .inbetween import inbetween_bands, pair_region, place_pair
+    from .inbetween import inbetween_to_file, pair_region, place_pair
     from .latents_file import check_latents_output, load_latents
     from .target import load_target
 
@@ -327,8 +327,7 @@ def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, h
     height = span.height if height is None else height
     region = Region(span.x - (width - span.width) // 2 if x is None else x,
                     span.y - (height - span.height) // 2 if y is None else y, width, height)
-    bands = inbetween_bands(model, lats, seed, region, fusion_kernel, tile, batch, dev, dtype, progress=not quiet)
-    write_bands(out, region.width, region.height, bands)
+    inbetween_to_file(out, model, lats, seed, region, fusion_kernel, tile, batch, dev, dtype, progress=not quiet)
     if not quiet:
         click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; images at x={regions[0].x} "
                    f"and x={regions[1].x})", err=True)

@@ -13,6 +13,9 @@ images are still joined, with their facing edges blended.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from ..errors import UserError
@@ -72,9 +75,18 @@ def inbetween_canvas(synth, lats: list[Latents], seed: int, kernel: int | None =
     return canvas
 
 
-def inbetween_bands(model, lats: list[Latents], seed: int, region: Region, kernel: int | None = None,
-                    tile=None, batch=None, device=None, dtype="float32", progress: bool = False):
-    """Bands of the joined images over ``region`` (streamed like ``generate``)."""
+def inbetween(model, lats: list[Latents], seed: int, region: Region, kernel: int | None = None,
+              tile=None, batch=None, device=None, dtype="float32", progress: bool = False) -> np.ndarray:
+    """The joined images over ``region`` as float32 (H, W, 3)."""
     synth = model.synthesizer(device, dtype)
-    canvas = inbetween_canvas(synth, lats, seed, kernel)
-    return synth.bands(canvas, region, tile, batch, progress)
+    return synth.render(inbetween_canvas(synth, lats, seed, kernel), region, tile, batch, progress)
+
+
+def inbetween_to_file(path: str | Path, model, lats: list[Latents], seed: int, region: Region,
+                      kernel: int | None = None, tile=None, batch=None, device=None, dtype="float32",
+                      progress: bool = False) -> Path:
+    """Stream the joined images over ``region`` to an image file (atomic), like ``generate``."""
+    from ..api import render_to_file
+
+    synth = model.synthesizer(device, dtype)
+    return render_to_file(path, synth, inbetween_canvas(synth, lats, seed, kernel), region, tile, batch, progress)
