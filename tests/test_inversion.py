@@ -218,3 +218,16 @@ def test_lpips_loads_local_weights_without_network(tmp_path, monkeypatch):
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(UserError, match="does not hold"):
         build_lpips("alex", tmp_path / "wrong.pth")
+
+
+def test_regional_resampling_of_the_outpainted_area(tiny_model, inverted):
+    from infinitygan.scene.scene import Resample
+
+    lat, _ = inverted
+    region = outpaint_region(lat.region, 70, 40)
+    ir = lat.region
+    inside = (slice(ir.y - region.y, ir.y - region.y + ir.height), slice(ir.x - region.x, ir.x - region.x + ir.width))
+    plain = outpaint(tiny_model, lat, 1, region)
+    res = outpaint(tiny_model, lat, 1, region, resample=[Resample(region.x - 200, region.y, 215, 40, 99)])
+    assert np.abs(res[:, :12] - plain[:, :12]).mean() > 0.05  # the resampled strip changed
+    assert np.abs(res[inside] - plain[inside]).max() <= 1e-5 * max(1.0, float(np.abs(plain).max()))

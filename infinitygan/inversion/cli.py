@@ -83,6 +83,19 @@ def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int |
     return inv(pixels, region, known, progress=not quiet, source=Path(image).name, period=period)
 
 
+def parse_resample(text: str):
+    """'X,Y,W,H:SEED' -> ``infinitygan.scene.Resample`` (UserError otherwise)."""
+    from ..scene.scene import Resample
+
+    try:
+        rect, seed = text.split(":")
+        x, y, w, h = (int(v) for v in rect.split(","))
+        seed = int(seed)
+    except ValueError:
+        raise UserError(f"--resample takes X,Y,W,H:SEED, got {text!r}") from None
+    return Resample(x, y, w, h, seed)
+
+
 def native_period(model, period: int) -> bool:
     """True when ``period`` pixels is a whole number of the model's horizontal coordinate periods
     (its plain coordinates are then periodic: a plain inversion serves a cyclic canvas as is)."""
@@ -154,6 +167,8 @@ def invert_cmd(image, model_path, x, y, seed, cyclic, preview, out, quiet, **kw)
 @inversion_options
 @click.option("--paste-back", "feather", default=None, type=int,
               help="paste the original pixels back, blended over this many pixels from their edge")
+@click.option("--resample", multiple=True, metavar="X,Y,W,H:SEED",
+              help="regional resampling: zl and noise of this output rectangle from another seed (repeatable)")
 @click.option("--save-latents", default=None, type=click.Path(dir_okay=False), help="also save the inversion of PHOTO")
 @click.option("--tile", default=None, type=int, help="tile size in pixels")
 @click.option("--batch", default=None, type=int, help="tiles per forward pass")
@@ -161,7 +176,7 @@ def invert_cmd(image, model_path, x, y, seed, cyclic, preview, out, quiet, **kw)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, image_x, image_y, seed, invert_seed,
-                 feather, save_latents, tile, batch, dtype, out, quiet, **kw):
+                 feather, resample, save_latents, tile, batch, dtype, out, quiet, **kw):
     """Extend a photo (or an inversion) to WIDTH x HEIGHT: the inverted latents inside, the canvas
     of SEED outside; different seeds give different continuations. Streams any size."""
     from ..api import load_model, resolve_device, resolve_dtype
@@ -188,6 +203,7 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, i
         check_latents_output(save_latents)
     resolve_dtype(dtype)
     dev = resolve_device(kw["device"])
+    rs = [parse_resample(t) for t in resample]
     model = load_model(model_path)
     if latents_path is not None:
         lat = load_latents(latents_path, model)
@@ -216,7 +232,7 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, i
             lat.save(save_latents)
     region = outpaint_region(lat.region, width, height, x, y)
     outpaint_to_file(out, model, lat, seed, region, tile=tile, batch=batch, device=dev, dtype=dtype,
-                     progress=not quiet, feather=feather)
+                     progress=not quiet, feather=feather, resample=rs)
     if not quiet:
         click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; seed {seed})", err=True)
 

@@ -35,10 +35,20 @@ def outpaint_region(image: Region, width: int, height: int, x: int | None = None
     return Region(x, y, int(width), int(height))
 
 
-def outpaint_canvas(lat: Latents, seed: int, region: Region) -> Canvas:
+def outpaint_canvas(lat: Latents, seed: int, region: Region, generator=None, resample=()) -> Canvas:
     """Canvas of ``seed`` with the inverted latents pasted over it (on a cyclic inversion, once
-    per period across ``region``)."""
-    return lat.canvas(seed, region)
+    per period across ``region``). ``resample``: ``infinitygan.scene.Resample`` rectangles whose
+    zl and noise come from other seeds (the scene room's regional resampling; the inverted
+    latents still win over their own footprint)."""
+    if not resample:
+        return lat.canvas(seed, region)
+    from ..scene.bind import build_canvas
+    from ..scene.scene import Scene
+
+    canvas = build_canvas(Scene(seed=int(seed), resample=list(resample), cyclic=lat.period), generator)
+    canvas.global_latent = lat.zg.clone()
+    lat.paste(canvas, region)
+    return canvas
 
 
 def feather_weights(mask: np.ndarray, feather: int) -> np.ndarray:
@@ -80,19 +90,19 @@ def _post(lat: Latents, region: Region, feather: int | None):
 
 def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: Region, tile=None, batch=None,
                      device=None, dtype="float32", progress: bool = False, feather: int | None = None,
-                     force: bool = False) -> Path:
+                     force: bool = False, resample=()) -> Path:
     """Stream the outpainted region to an image file (atomic; .png, .tif, .npy, .jpg) through the
     engine's tiles; paste-back when feather is not None."""
     synth = model.synthesizer(device, dtype)
-    return render_to_file(path, synth, outpaint_canvas(lat, seed, region), region, tile, batch, progress, force,
+    return render_to_file(path, synth, outpaint_canvas(lat, seed, region, synth.generator, resample), region, tile, batch, progress, force,
                           styles=lat.styles[None], post=_post(lat, region, feather))
 
 
 def outpaint(model, lat: Latents, seed: int, region: Region, tile=None, batch=None, device=None,
-             dtype="float32", progress: bool = False, feather: int | None = None) -> np.ndarray:
+             dtype="float32", progress: bool = False, feather: int | None = None, resample=()) -> np.ndarray:
     """The outpainted region as float32 (H, W, 3)."""
     synth = model.synthesizer(device, dtype)
-    tiles = synth.tiles(outpaint_canvas(lat, seed, region), region, tile, batch, progress, styles=lat.styles[None])
+    tiles = synth.tiles(outpaint_canvas(lat, seed, region, synth.generator, resample), region, tile, batch, progress, styles=lat.styles[None])
     post = _post(lat, region, feather)
     out = np.empty((region.height, region.width, 3), np.float32)
     for t, px in (tiles if post is None else post(tiles)):
