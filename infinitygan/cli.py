@@ -59,6 +59,7 @@ def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, 
     tiles, .jpg the whole image (refused above 64 megapixels). Outputs whose uncompressed size
     exceeds the free disk space are refused up front (--force for .png/.tif).
     """
+    from . import distributed
     from .api import load_model, resolve_device, resolve_dtype
     from .io.images import check_output
     from .tiling import Region
@@ -69,6 +70,9 @@ def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, 
         return generate_latents(model_path, seed, width, height, x, y, tile, batch, device, dtype,
                                 latents_path, out, quiet)
     width, height = 2048 if width is None else width, 256 if height is None else height
+    if distributed.launched():  # under torchrun: the tiles shared among the ranks
+        return distributed.generate_distributed(model_path, seed, width, height, x, y, tile, batch, device, dtype,
+                                                out, force, max_memory, quiet)
     if width <= 0 or height <= 0:
         raise UserError(f"--width and --height must be positive, got {width}x{height}")
     if tile is not None and tile <= 0:

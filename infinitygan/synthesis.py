@@ -210,6 +210,14 @@ class Synthesizer:
         cells = min(MAX_GS_CHUNK, int(self.max_memory_mb * 2 ** 20 // (2 * per_cell)))
         return max(batch, 1 + max(0, cells - cols) // max(step, 1))
 
+    def groups(self, plan: TilePlan, batch: int, shared_structure: bool = True) -> Iterator[tuple[int, int, int]]:
+        """The units of work of ``tiles``, row-major: (row, first column, end column) of the
+        neighbouring tiles that share one GS pass (one batch without shared structure)."""
+        chunk = self.gs_chunk_tiles(plan, batch) if shared_structure else batch
+        for i in range(plan.rows):
+            for j0 in range(0, plan.cols, chunk):
+                yield i, j0, min(j0 + chunk, plan.cols)
+
     def styles(self, canvas: Canvas, w_plus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(zg (1, zg_dim), W+ (1, n_styles, style_dim)) of a canvas; ``w_plus`` (1, n_styles,
         style_dim), when given, replaces mapping(zg) for GT (GS always uses zg)."""
@@ -243,18 +251,19 @@ class Synthesizer:
     # ---- rendering -------------------------------------------------------------------------
     def tiles(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
               progress: bool = False, plan: TilePlan | None = None, shared_structure: bool = True,
-              styles: torch.Tensor | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
+              styles: torch.Tensor | None = None, select=None) -> Iterator[tuple[Tile, np.ndarray]]:
         """Yield (tile, float32 pixels (y1 - y0, x1 - x0, 3)) for every tile of the plan, row-major.
 
         Per row of tiles, GS runs once per chunk of neighbouring tiles (``gs_chunk_tiles``) and
         GT on ``batch`` tiles per forward. With ``shared_structure=False`` every tile runs GS on
         its own window (the authors' patch-by-patch scheme). Values are the raw generator output
         (about [-1, 1] for a trained model, unclamped). ``styles``: optional W+ override
-        (1, n_styles, style_dim) of mapping(zg) for GT (see ``styles``).
+        (1, n_styles, style_dim) of mapping(zg) for GT (see ``styles``). ``select``: optional
+        predicate on the index of a unit of work (``groups``); only the units it accepts are
+        computed (distributed synthesis shares them among processes).
         """
         batch = self.batch_size(batch)
         plan = self.plan(region, tile, batch=batch) if plan is None else plan
-        chunk = self.gs_chunk_tiles(plan, batch) if shared_structure else batch
         bar = None
         if progress:
             from tqdm import tqdm
@@ -262,9 +271,9 @@ class Synthesizer:
         try:
             with torch.inference_mode():
                 zg, styles = self.styles(canvas, styles)
-                for i in range(plan.rows):
-                    for j0 in range(0, plan.cols, chunk):
-                        group = list(plan.band(i, j0, min(j0 + chunk, plan.cols)))
+                for g, (i, j0, j1) in enumerate(self.groups(plan, batch, shared_structure)):
+                    if select is None or select(g):
+                        group = list(plan.band(i, j0, j1))
                         if shared_structure:
                             first, last = group[0], group[-1]
                             col0 = first.col_cell

@@ -1,0 +1,240 @@
+"""Distributed synthesis: the tiles of one region shared among the processes of a
+torch.distributed group, one output file written by rank 0, streamed.
+
+    torchrun --nproc_per_node N -m infinitygan generate ... --out big.tif      # CLI
+    render_to_file_distributed(path, synth, canvas, region)                   # Python API
+
+Work. The engine renders a region in units of work (``Synthesizer.groups``: neighbouring tiles
+of a row of tiles sharing one GS pass, GT in batches). Unit g is rendered by rank
+g mod world, with exactly the computation one process would do for it, so the output of N
+ranks is byte-identical to the output of one process, on any device.
+
+Data. Rank 0 writes the file through the ordinary streaming writers, unit after unit in
+row-major order: its own units come straight from its engine, another rank's unit arrives over
+torch.distributed (gloo, CPU tensors: the writer needs the pixels in host memory anyway) as a
+one-element status header followed by the unit's tiles (float32, shapes known from the plan on
+both sides). A rank renders its whole unit before sending it, so it can start its next unit
+while rank 0 writes; memory per rank is bounded by one unit (rank 0: its own tile + one
+received tile + the writer's buffer), never by the image.
+
+Failures. A rank whose rendering raises sends a failure header carrying the message to rank 0,
+which stops with one line (``rank R failed: ...``); the writer's temporary file is removed, so
+nothing that looks complete is left. Set-up errors (model, device, output) are gathered from
+every rank before any work and reported once by rank 0. A rank that dies without a word (killed)
+is detected by torchrun, which ends the others.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .io.images import check_output, png_tile_height, write_tiles
+from .latents import Canvas
+from .synthesis import Synthesizer
+from .tiling import Region
+
+_OK = 0
+_MAX_MESSAGE = 2000
+
+
+def launched() -> bool:
+    """True when this process was started by torchrun (or another launcher) with WORLD_SIZE > 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _dist():
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise UserError("this PyTorch build has no torch.distributed")
+    return dist
+
+
+def local_device(device: str | None) -> torch.device:
+    """One accelerator per rank: cuda:LOCAL_RANK on CUDA machines (unless another device was asked for)."""
+    from .api import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    return dev
+
+
+class RankFailed(UserError):
+    """Another rank of the group failed."""
+
+
+def _send_status(dist, group, code: int, message: str = "") -> None:
+    data = message.encode()[:_MAX_MESSAGE]
+    dist.send(torch.tensor([code, len(data)], dtype=torch.int64), dst=_global(dist, group, 0), group=group)
+    if data:
+        dist.send(torch.frombuffer(bytearray(data), dtype=torch.uint8), dst=_global(dist, group, 0), group=group)
+
+
+def _recv_status(dist, group, src: int) -> None:
+    head = torch.empty(2, dtype=torch.int64)
+    dist.recv(head, src=_global(dist, group, src), group=group)
+    code, n = int(head[0]), int(head[1])
+    if code != _OK:
+        msg = torch.empty(n, dtype=torch.uint8)
+        if n:
+            dist.recv(msg, src=_global(dist, group, src), group=group)
+        raise RankFailed(f"rank {src} failed: {bytes(msg.tolist()).decode(errors='replace')}")
+
+
+def _global(dist, group, rank: int) -> int:
+    return rank if group is None else dist.get_global_rank(group, rank)
+
+
+def owner(unit: int, world: int) -> int:
+    """The rank that renders unit of work ``unit`` (round robin: balanced to one unit)."""
+    return unit % world
+
+
+def _units(synth: Synthesizer, plan, batch: int) -> Iterator[tuple[int, list]]:
+    for g, (i, j0, j1) in enumerate(synth.groups(plan, batch)):
+        yield g, list(plan.band(i, j0, j1))
+
+
+def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Canvas, region: Region,
+                               tile: int | None = None, batch: int | None = None, progress: bool = False,
+                               force: bool = False, group=None) -> dict:
+    """Render ``region`` of ``canvas`` to ``path`` with every rank of ``group`` (default: the
+    default process group, already initialised by the caller); call it on every rank with the
+    same arguments. Rank 0 writes the file (.tif, .png, .npy, .jpg); the others only render.
+
+    Returns {"rank", "world", "units", "tiles"}: what this rank rendered.
+    """
+    dist = _dist()
+    if not dist.is_initialized():
+        raise UserError("torch.distributed is not initialised (init_process_group first, or use torchrun)")
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    batch = synth.batch_size(batch)
+    path = Path(path)
+    th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
+    plan = synth.plan(region, tile, tile_height=th, batch=batch)
+    mine = synth.tiles(canvas, region, batch=batch, plan=plan, select=lambda g: owner(g, world) == rank)
+    done = {"rank": rank, "world": world, "units": 0, "tiles": 0}
+
+    if rank != 0:
+        try:
+            for g, tiles in _units(synth, plan, batch):
+                if owner(g, world) != rank:
+                    continue
+                pieces = [np.ascontiguousarray(next(mine)[1], dtype=np.float32) for _ in tiles]
+                done["units"] += 1
+                done["tiles"] += len(pieces)
+                _send_status(dist, group, _OK)
+                for px in pieces:
+                    dist.send(torch.from_numpy(px), dst=_global(dist, group, 0), group=group)
+        except Exception as e:  # tell the writer, which stops the run with this line
+            _send_status(dist, group, 1, str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}")
+            raise
+        return done
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(plan), unit="tile", desc=f"synthesis ({world} ranks)", leave=False)
+
+    def pieces():
+        for g, tiles in _units(synth, plan, batch):
+            src = owner(g, world)
+            if src == 0:
+                done["units"] += 1
+            else:
+                _recv_status(dist, group, src)
+            for t in tiles:
+                if src == 0:
+                    px = next(mine)[1]
+                    done["tiles"] += 1
+                else:
+                    buf = torch.empty((t.y1 - t.y0, t.x1 - t.x0, 3), dtype=torch.float32)
+                    dist.recv(buf, src=_global(dist, group, src), group=group)
+                    px = buf.numpy()
+                yield t.y0 - region.y, t.x0 - region.x, px
+                if bar is not None:
+                    bar.update(1)
+
+    try:
+        write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces(), force)
+    finally:
+        if bar is not None:
+            bar.close()
+    return done
+
+
+@contextmanager
+def process_group(device: torch.device):
+    """The default process group from torchrun's environment (gloo: tiles move through host
+    memory), destroyed on exit."""
+    dist = _dist()
+    if dist.is_initialized():
+        yield
+        return
+    dist.init_process_group(backend="gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _setup_errors(dist, error: str | None) -> None:
+    """Every rank's set-up error, gathered: all ranks stop if any failed (rank 0 says why)."""
+    errors: list = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    bad = [(r, e) for r, e in enumerate(errors) if e]
+    if bad:
+        r, e = bad[0]
+        if dist.get_rank() == 0:
+            raise UserError(e if all(x == e for _, x in bad) else f"rank {r}: {e}")
+        sys.exit(2)
+
+
+def generate_distributed(model_path, seed, width, height, x, y, tile, batch, device, dtype, out, force,
+                         max_memory_mb, quiet) -> None:
+    """``generate`` under torchrun: every rank loads the model, rank 0 writes ``out``."""
+    from .api import load_model, resolve_dtype
+
+    rank = int(os.environ.get("RANK", "0"))
+    dev = None
+    error = None
+    try:
+        dev = local_device(device)
+    except UserError as e:
+        error = str(e)
+    with process_group(dev or torch.device("cpu")):
+        dist = _dist()
+        model = synth = region = canvas = None
+        if error is None:
+            try:
+                model = load_model(model_path)
+                region = model.region(width, height, x, y)
+                if rank == 0:
+                    check_output(out, region.width, region.height, force)
+                synth = model.synthesizer(dev, resolve_dtype(dtype), max_memory_mb)
+                synth.tile_size(tile, synth.batch_size(batch))  # validates --tile and --batch
+                canvas = model.canvas(seed)
+            except UserError as e:
+                error = str(e)
+        _setup_errors(dist, error)
+        try:
+            done = render_to_file_distributed(out, synth, canvas, region, tile, batch, progress=not quiet and rank == 0,
+                                              force=force)
+        except Exception:
+            if rank != 0:
+                sys.exit(1)  # the failure went to rank 0, which reports it in one line
+            raise
+        if rank == 0 and not quiet:
+            import click
+
+            click.echo(f"wrote {out} ({region.width}x{region.height}, {done['world']} ranks)", err=True)
