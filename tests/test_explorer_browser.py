@@ -18,19 +18,26 @@ if not os.access(CHROMIUM, os.X_OK):
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from infinitygan.serve.app import create_app  # noqa: E402
+from infinitygan.serve.scenes import SceneStore  # noqa: E402
 from infinitygan.serve.tiles import TileRenderer  # noqa: E402
 
 TILE = re.compile(r"/tiles/(\d+)/(\d+)/(-?\d+)/(-?\d+)\.png")
 
 
 def hash_state(url: str) -> dict[str, int]:
-    return {k: int(v) for k, v in (p.split("=") for p in urlparse(url).fragment.split("&"))}
+    return {k: int(v) for k, v in (p.split("=") for p in urlparse(url).fragment.split("&")) if k != "scene"}
+
+
+def hash_text(url: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(urlparse(url).fragment)
 
 
 def test_explorer_page(tiny_model):
     renderer = TileRenderer(tiny_model, "cpu", max_zoom=1, band=256, render_tile=256)
     errors, tiles = [], []
-    with serving(create_app(renderer)) as base, sync_playwright() as pw, chromium(pw) as browser:
+    with serving(create_app(renderer, scene_store=SceneStore(renderer))) as base, sync_playwright() as pw, chromium(pw) as browser:
         page = browser.new_page(viewport={"width": 480, "height": 300})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -72,6 +79,14 @@ def test_explorer_page(tiny_model):
         page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"/tiles/9/0/-16/\"]').length >= 1",
                                timeout=60000)
         assert hash_state(page.url) == {"seed": 9, "x": -4000, "y": 40, "z": 0}
+
+        # scene tools: resample the region under a click; its tiles come with ?scene=, the URL keeps it
+        page.click("text=resample")
+        page.mouse.click(240, 150)
+        page.wait_for_function("location.hash.indexOf('scene=') > 0", timeout=10000)
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"?scene=\"]').length >= 2",
+                               timeout=60000)
+        assert "resample" in hash_text(page.url)
 
         # zoom out one level: tiles of level 1 (rendered from 512-pixel regions)
         page.click(".leaflet-control-zoom-out")

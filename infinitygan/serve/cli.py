@@ -61,7 +61,8 @@ def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, m
 def _scene_store(model, renderer):
     """Scene tools (style fusion) when that capability is installed; None otherwise."""
     try:
+        from ..scene import bind  # noqa: F401 - the style-fusion room
         from .scenes import SceneStore
     except ImportError:
         return None
-    return SceneStore(model, renderer)
+    return SceneStore(renderer)

@@ -40,6 +40,7 @@
       },
     });
     let sceneSuffix = null;
+    let hashExtra = "";
     const layer = new Layer("", {
       tileSize: info.tile, minZoom: minZoom, maxZoom: 2, minNativeZoom: minZoom, maxNativeZoom: 0,
       bounds: bounds, noWrap: true, keepBuffer: 2, updateWhenIdle: false,
@@ -63,7 +64,7 @@
 
     function writeHash() {
       const s = state();
-      const hash = "#seed=" + s.seed + "&x=" + s.x + "&y=" + s.y + "&z=" + s.z;
+      const hash = "#seed=" + s.seed + "&x=" + s.x + "&y=" + s.y + "&z=" + s.z + hashExtra;
       if (location.hash !== hash) history.replaceState(null, "", hash);
       where.textContent = "x " + s.x + "  y " + s.y + "  zoom " + (s.z > 0 ? "1/" + (1 << s.z) : (1 << -s.z) + "x");
     }
@@ -100,6 +101,7 @@
     window.explorer = {
       map: map, layer: layer, info: info, seed: function () { return seed; },
       setSceneSuffix: function (f) { sceneSuffix = f; layer.redraw(); },
+      setHashExtra: function (s) { hashExtra = s; writeHash(); },
     };
     if (info.scenes) {
       const s = document.createElement("script");

@@ -1,0 +1,83 @@
+"""Scenes on the tile server: registration, validation, scene tiles (local changes only)."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+from infinitygan.serve.app import create_app  # noqa: E402
+from infinitygan.serve.scenes import SceneStore  # noqa: E402
+from infinitygan.serve.tiles import TileRenderer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model):
+    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0, band=256, render_tile=256)
+    store = SceneStore(renderer)
+    with TestClient(create_app(renderer, scene_store=store)) as c:
+        yield c
+
+
+def png(c, url) -> np.ndarray:
+    r = c.get(url)
+    assert r.status_code == 200, r.text
+    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+
+
+def test_resampled_region_changes_its_tiles_only(client):
+    assert client.get("/api/info").json()["scenes"] is True
+    scene = {"resample": [{"region": [-128, -128, 256, 256], "seed": 42}]}
+    r = client.post("/api/scenes/3", json=scene)
+    assert r.status_code == 200
+    sid = r.json()["id"]
+    assert client.post("/api/scenes/3", json=scene).json()["id"] == sid  # content-addressed
+    assert client.post("/api/scenes/4", json=scene).json()["id"] != sid
+    inside = png(client, f"/tiles/3/0/0/-1.png?scene={sid}")
+    assert np.abs(inside - png(client, "/tiles/3/0/0/-1.png")).mean() > 5
+    # far from the resampled region (beyond every receptive field) the image is unchanged
+    np.testing.assert_array_equal(png(client, f"/tiles/3/0/8/0.png?scene={sid}"), png(client, "/tiles/3/0/8/0.png"))
+    e1 = client.get(f"/tiles/3/0/8/0.png?scene={sid}").headers["etag"]
+    assert e1 != client.get("/tiles/3/0/8/0.png").headers["etag"]
+
+
+def test_style_centres(client):
+    sid = client.post("/api/scenes/3", json={"centres": [{"seed": 5, "point": [-600, 0]},
+                                                         {"seed": 9, "point": [600, 0]}]}).json()["id"]
+    left, right = png(client, f"/tiles/3/0/-4/0.png?scene={sid}"), png(client, f"/tiles/3/0/3/0.png?scene={sid}")
+    assert left.shape == right.shape == (256, 256, 3)
+    assert np.abs(left - png(client, "/tiles/3/0/-4/0.png")).mean() > 1  # another style than seed 3's
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"centres": [{"seed": 5, "point": [0]}]}, 400),
+    ({"centres": [{"seed": 5, "zg": "style.npy", "point": [0, 0]}]}, 400),  # no files, no vectors
+    ({"centres": [{"seed": 5, "mask": {"file": "/etc/passwd"}}]}, 400),
+    ({"resample": [{"region": [0, 0, 8, 8], "seed": 1}]}, 400),
+    ({"resample": [{"region": [0, 0, 64, 64], "seed": 1}, {"region": [32, 32, 64, 64], "seed": 2}]}, 400),
+    ({"resample": [{"region": [0, 0, 64, 64], "seed": -1}]}, 400),
+    ({"centres": [{"seed": 1, "point": [0, 0]}] * 17}, 400),
+    ({"model": "x.safetensors"}, 400),
+    ([1, 2], 400),
+])
+def test_bad_scenes_are_refused(client, body, status):
+    r = client.post("/api/scenes/3", json=body)
+    assert r.status_code == status and "error" in r.json(), r.text
+
+
+def test_unknown_scene_and_bad_bodies(client):
+    assert client.get("/tiles/3/0/0/0.png?scene=0123456789abcdef").status_code == 404
+    assert client.get("/tiles/3/0/0/0.png?scene=../../etc").status_code == 404
+    assert client.post("/api/scenes/3", content=b"{not json").status_code == 400
+    assert client.post("/api/scenes/x", json={}).status_code == 400
+    assert client.post("/api/scenes/3", content=b" " * 20000).status_code == 413
+    assert client.get("/api/scenes/3").status_code == 405
