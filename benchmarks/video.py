@@ -15,20 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-
-def run(cmd: list[str]) -> tuple[float, float, float]:
-    """(peak RSS MB, wall seconds, CPU seconds) of a child process."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"command failed: {' '.join(cmd)}")
-    return usage.ru_maxrss / 1024.0, time.perf_counter() - t0, usage.ru_utime + usage.ru_stime
+from memory import peak_rss_of  # benchmarks/memory.py (this folder is on sys.path)
 
 
 def main() -> None:
@@ -52,7 +42,7 @@ def main() -> None:
         if args.model:
             base += ["--model", args.model]
         for name, frames in (("one_frame", 1), ("video", args.frames)):
-            rss, sec, cpu = run(base + ["--frames", str(frames)])
+            rss, sec, cpu = peak_rss_of(base + ["--frames", str(frames)])
             res[name] = {"peak_rss_mb": round(rss, 1), "seconds": round(sec, 1), "cpu_seconds": round(cpu, 1),
                          "file_mb": round(os.path.getsize(out) / 2**20, 2)}
     extra = res["video"]["peak_rss_mb"] - res["one_frame"]["peak_rss_mb"]
