@@ -87,6 +87,14 @@ def test_explorer_page(tiny_model):
         page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"?scene=\"]').length >= 2",
                                timeout=60000)
         assert "resample" in hash_text(page.url)
+        # the link with its scene, opened afresh, shows the scene's tiles (already cached by the server)
+        page2 = browser.new_page(viewport={"width": 480, "height": 300})
+        page2.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page2.goto(page.url)
+        page2.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"?scene=\"]').length >= 2",
+                                timeout=60000)
+        assert hash_text(page2.url) == hash_text(page.url)
+        page2.close()
 
         # zoom out one level: tiles of level 1 (rendered from 512-pixel regions)
         page.click(".leaflet-control-zoom-out")

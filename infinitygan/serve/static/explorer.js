@@ -40,7 +40,7 @@
       },
     });
     let sceneSuffix = null;
-    let hashExtra = "";
+    let hashExtra = (location.hash.match(/&scene=[^&]*/) || [""])[0];  // the scene tools' part
     const layer = new Layer("", {
       tileSize: info.tile, minZoom: minZoom, maxZoom: 2, minNativeZoom: minZoom, maxNativeZoom: 0,
       bounds: bounds, noWrap: true, keepBuffer: 2, updateWhenIdle: false,
