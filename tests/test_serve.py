@@ -191,3 +191,18 @@ def test_render_failure_is_a_500_not_a_crash(tiny_model):
         r = c.get("/tiles/13/0/0/0.png")
         assert r.status_code == 500 and "boom" in r.json()["error"]
         assert c.get("/tiles/12/0/0/0.png").status_code == 200
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--max-zoom", "9"], "--max-zoom"),
+    (["--band", "0"], "--band"),
+    (["--port", "70000"], "--port"),
+    (["--max-queue", "0"], "--max-queue"),
+    (["--device", "tpu"], "device"),
+])
+def test_serve_bad_input_one_line_exit_2(capsys, args, needle):
+    from infinitygan.cli import main
+
+    rc = main(["serve", *args, "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
