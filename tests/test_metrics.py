@@ -29,13 +29,13 @@ MICRO = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    prev = torch.get_num_threads()
+@pytest.fixture(autouse=True, scope="module")
+def _modest_cpu():
+    """The machine is shared: one intra-op thread (no subprocesses are started here)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(prev)
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
