@@ -136,7 +136,7 @@ def render_to_file(path: str | Path, synth: Synthesizer, canvas: Canvas, region:
 def init_model(preset: str = "tiny", seed: int = 0) -> Model:
     """A model of a preset (or YAML path) with random weights drawn from ``seed``."""
     cfg = load_config(preset)
-    torch.manual_seed(int(seed))
+    torch.manual_seed(check_int("seed", seed))
     return Model(build_generator(cfg).eval(), cfg)
 
 

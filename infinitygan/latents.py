@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import UserError, check_int
+
 M32 = 0xFFFFFFFF
 _C1 = 0x7FEB352D
 _C2 = 0x21F0AAAD
@@ -218,14 +220,36 @@ class Canvas:
             return canvas_coords(cfg, row0, rows, col0, cols, dtype=dtype, device=device)
         return cyclic_coords(cfg, self.period, row0, rows, col0, cols, dtype=dtype, device=device)
 
-    def override_zl(self, row0: int, col0: int, values: torch.Tensor) -> None:
-        """Replace zl at cells [row0, row0 + h) x [col0, col0 + w) by values (zl_dim, h, w)."""
-        if values.dim() != 3 or values.shape[0] != self.zl_dim:
-            raise ValueError(f"zl override must be ({self.zl_dim}, h, w), got {tuple(values.shape)}")
-        self.local_overrides.append(Override(row0, col0, values))
+    def override_zl(self, row0: int, col0: int, values) -> None:
+        """Replace zl at cells [row0, row0 + h) x [col0, col0 + w) by values (zl_dim, h, w).
 
-    def override_noise(self, layer: int, row0: int, col0: int, values: torch.Tensor) -> None:
-        """Replace the noise of GT conv ``layer`` at [row0, +h) x [col0, +w) by values (1, h, w)."""
+        ``values``: a tensor (gradients flow into it) or anything ``torch.as_tensor`` takes.
+        """
+        values = _override_values("zl override", values)
+        if values.dim() != 3 or values.shape[0] != self.zl_dim or 0 in values.shape:
+            raise UserError(f"zl override must be ({self.zl_dim}, h, w), got {tuple(values.shape)}")
+        self.local_overrides.append(Override(check_int("row0", row0), check_int("col0", col0), values))
+
+    def override_noise(self, layer: int, row0: int, col0: int, values) -> None:
+        """Replace the noise of GT conv ``layer`` at [row0, +h) x [col0, +w) by values (1, h, w) or (h, w)."""
+        values = _override_values("noise override", values)
         if values.dim() == 2:
             values = values.unsqueeze(0)
+        if values.dim() != 3 or values.shape[0] != 1 or 0 in values.shape:
+            raise UserError(f"noise override must be (1, h, w) or (h, w), got {tuple(values.shape)}")
+        layer, row0, col0 = check_int("layer", layer, 0), check_int("row0", row0), check_int("col0", col0)
         self.noise_overrides.setdefault(layer, []).append(Override(row0, col0, values))
+
+
+def _override_values(what: str, values) -> torch.Tensor:
+    """An override as a floating tensor: tensors kept as they are (autograd), arrays converted."""
+    if not isinstance(values, torch.Tensor):
+        try:
+            values = torch.as_tensor(values, dtype=torch.get_default_dtype())
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise UserError(f"{what}: expected a tensor or an array of numbers, got {type(values).__name__}") from e
+    if not values.is_floating_point():
+        values = values.float()
+    if not bool(torch.isfinite(values.detach()).all()):
+        raise UserError(f"{what}: values must be finite")
+    return values

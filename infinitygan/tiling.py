@@ -13,27 +13,16 @@ region 10^9 pixels wide costs nothing until it is iterated, and iterating holds 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Iterator
 
-from .errors import UserError
+from .errors import UserError, check_int  # noqa: F401  (check_int: re-exported)
 from .geometry import ceil_div
 
 #: largest supported side of a region (PNG and TIFF store sizes in 32 bits)
 MAX_SIDE = 2 ** 31 - 1
 #: largest supported |pixel position|: every layer's lattice index stays far inside int64
 MAX_POSITION = 2 ** 60
-
-
-def check_int(name: str, value, minimum: int | None = None) -> int:
-    """``value`` as an int; UserError for floats, bools, None or anything non-integral."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UserError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise UserError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
