@@ -48,7 +48,7 @@ def init(preset: str, seed: int, out: str):
               help="latents file of `invert`: its zg, W+, zl and noise override the canvas of SEED")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
 @click.option("--max-memory", default=None, type=float,
-              help="working-memory budget in MB that picks the default tile (default: 512 on CPU, 1/4 of the GPU)")
+              help="working-memory budget in MB that picks the default tile (default: 256 on CPU, 1/4 of the GPU)")
 @click.option("--force", is_flag=True, help="write even if the uncompressed output exceeds the free disk space")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def generate(model_path, seed, width, height, x, y, tile, batch, device, dtype, latents_path, out, max_memory, force,

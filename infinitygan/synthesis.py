@@ -15,8 +15,11 @@ PNG, whose height is chosen to keep that row small), not by the region.
 
 The default tile is the largest (up to 512 pixels on CPU, 1024 on CUDA) whose estimated working
 memory (``working_bytes``: the largest input + intermediate + output of a GT layer for a batch
-of windows, plus GS's chunk) fits ``max_memory_mb`` (CPU default 512 MB; CUDA: a quarter of the
-device's memory).
+of windows, plus GS's chunk) fits ``max_memory_mb`` (CPU default 256 MB; CUDA: a quarter of the
+device's memory). The estimate is a lower bound: measured on CPU for paper-101, the process's
+peak above the loaded model is about 1.8x it (the allocator's workspace and fragmentation), so
+the CPU default leaves paper-101 at 1024^2 at about 830 MB peak RSS with a CPU build of torch
+(docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ __all__ = ["Region", "Synthesizer", "Tile", "TilePlan", "centered_origin", "defa
 #: the authors' inference scheme: 101-pixel patches (11 zS cells) every 96 pixels, one per forward
 PAPER_PATCH_STEP = 96
 #: working-memory budget of the engine when none is given (MB); CUDA: a quarter of the device
-DEFAULT_MAX_MEMORY_MB = {"cpu": 512.0, "mps": 1024.0}
+DEFAULT_MAX_MEMORY_MB = {"cpu": 256.0, "mps": 1024.0}
 #: widest GS chunk (zS cells) of a row of tiles
 MAX_GS_CHUNK = 1024
 
@@ -95,7 +98,7 @@ class Synthesizer:
     def _default_budget_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.get_device_properties(self.device).total_memory / 4 / 2 ** 20
-        return DEFAULT_MAX_MEMORY_MB.get(self.device.type, 512.0)
+        return DEFAULT_MAX_MEMORY_MB.get(self.device.type, DEFAULT_MAX_MEMORY_MB["cpu"])
 
     # ---- planning --------------------------------------------------------------------------
     @property
