@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..io.images import atomic_path
+from ..io.checkpoint import save_safetensors
+from ..io.images import check_writable
 from ..latents import Canvas, noise_level
 from ..synthesis import Region
 from .footprint import Footprint, Window, footprint
@@ -98,7 +99,6 @@ class Latents:
         return range(lo, hi + 1)
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
 
         path = Path(path)
         folder = path.parent if str(path.parent) else Path(".")
@@ -123,12 +123,7 @@ class Latents:
             "source": self.source,
             "period": json.dumps(self.period),
         }
-        try:
-            with atomic_path(path) as tmp:
-                save_file(tensors, str(tmp), metadata=meta)
-        except PermissionError:
-            raise UserError(f"output is not writable: {path}") from None
-        return path
+        return save_safetensors(Path(path), tensors, meta)
 
 
 def lattice_of(lat: "Latents") -> int:
@@ -138,17 +133,10 @@ def lattice_of(lat: "Latents") -> int:
 
 def check_latents_output(path: str | Path) -> Path:
     """Validate a latents output path before any work (.safetensors, writable folder)."""
-    import os
-
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise UserError(f"latents files end in .safetensors, got {path.name}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"output is not writable: {path}")
-    return path
+    return check_writable(path)
 
 
 def load_latents(path: str | Path, model=None) -> Latents:

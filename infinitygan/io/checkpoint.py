@@ -12,7 +12,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import UserError
-from .images import atomic_path
+from .images import atomic_path, check_writable
 
 FORMAT = "infinitygan-model"
 VERSION = "1"
@@ -21,20 +21,22 @@ EXTENSION = ".safetensors"
 
 def save_model_file(path: str | Path, state: dict[str, torch.Tensor], config: ModelConfig,
                     extra: dict[str, str] | None = None) -> Path:
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix.lower() != EXTENSION:
         raise UserError(f"a model file must be named *{EXTENSION} (it is a safetensors file), got {path.name}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"output folder does not exist: {folder}")
+    check_writable(path)
     meta = {"format": FORMAT, "version": VERSION, "config": config.to_json()}
     meta.update(extra or {})
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    return save_safetensors(path, {k: v.detach().to("cpu").contiguous() for k, v in state.items()}, meta)
+
+
+def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
     try:
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_file(tensors, str(tmp), metadata=metadata)
     except PermissionError:
         raise UserError(f"output is not writable: {path}") from None
     return path

@@ -69,6 +69,11 @@ def check_output_path(path: str | Path) -> Path:
         raise UserError(f"output is a directory: {path} (give a file name ending in {', '.join(EXTENSIONS)})")
     if ext not in EXTENSIONS:
         raise UserError(f"unknown output extension {ext or '(none)'!r} for {path} (use {', '.join(EXTENSIONS)})")
+    return check_writable(path)
+
+
+def check_writable(path: Path) -> Path:
+    """UserError unless ``path``'s folder exists and ``path`` can be (re)written there."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UserError(f"output folder does not exist: {folder}")
