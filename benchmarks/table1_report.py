@@ -22,8 +22,8 @@ def read_rows(csv_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
-def table(rows: dict[str, list[dict]], order: list[str]) -> str:
-    scales = sorted({int(r["scale"]) for k, rs in rows.items() if k != "floor" for r in rs})
+def table(rows: dict[str, list[dict]], order: list[str], floor: str = "floor") -> str:
+    scales = sorted({int(r["scale"]) for k in order for r in rows.get(k, [])})
     head = "| model | resize | " + " | ".join(f"{s}x" for s in scales) + f" | {scales[-1]}x / 1x |"
     lines = [head, "|" + "---|" * (len(scales) + 3)]
     for name in order:
@@ -34,12 +34,13 @@ def table(rows: dict[str, list[dict]], order: list[str]) -> str:
             cells = [f"{vals[s]:.1f}" if s in vals else "-" for s in scales]
             ratio = f"{vals[scales[-1]] / vals[scales[0]]:.2f}" if scales[0] in vals and scales[-1] in vals else "-"
             lines.append(f"| {name} | {mode} | " + " | ".join(cells) + f" | {ratio} |")
-    for r in rows.get("floor", []):
-        lines.append(f"| real vs real (floor) | - | {float(r['value']):.1f} (every scale) |" + " |" * len(scales))
+    for r in rows.get(floor, [])[:1]:
+        lines.append(f"| real vs real, {r['num_real']} vs {r['num_real']} (floor) | - | {float(r['value']):.1f} "
+                     "(every scale) |" + " |" * len(scales))
     return "\n".join(lines)
 
 
-def plot(rows: dict[str, list[dict]], order: list[str], out: Path) -> None:
+def plot(rows: dict[str, list[dict]], order: list[str], out: Path, floor: str = "floor") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,8 +53,9 @@ def plot(rows: dict[str, list[dict]], order: list[str], out: Path) -> None:
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=f"C{i}",
                         label=f"{name} ({mode})")
-    for r in rows.get("floor", []):
-        ax.axhline(float(r["value"]), color="gray", lw=1, ls=":", label="real vs real (floor)")
+    for r in rows.get(floor, [])[:1]:
+        ax.axhline(float(r["value"]), color="gray", lw=1, ls=":",
+                   label=f"real vs real, {r['num_real']} vs {r['num_real']} (floor)")
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8], ["1x", "2x", "4x", "8x"])
     ax.set_xlabel("scale N (views N x 197 px, downsampled to 197)")
@@ -97,12 +99,14 @@ def main() -> None:
     ap.add_argument("--out", default="docs")
     ap.add_argument("--models", default="", help="NAME=PATH,... for the sample strip (PATH empty: bundled)")
     ap.add_argument("--no-samples", action="store_true")
+    ap.add_argument("--table", default="infinitygan-tiny,stylegan2-nci,stylegan2-nci-pfg",
+                    help="CSV stems of the models of the table and the plot, in order")
+    ap.add_argument("--floor", default="floor", help="CSV stem of the real-vs-real floor (same --num)")
     args = ap.parse_args()
     rows = read_rows(Path(args.csv_dir))
-    order = [k for k in ("infinitygan-tiny", "stylegan2-nci", "stylegan2-nci-pfg", "bundled") if k in rows]
-    order += [k for k in rows if k not in order and k != "floor"]
-    print(table(rows, order))
-    plot(rows, order, Path(args.out) / "evaluation_swd.png")
+    order = [k for k in args.table.split(",") if k in rows]
+    print(table(rows, order, args.floor))
+    plot(rows, order, Path(args.out) / "evaluation_swd.png", args.floor)
     if args.models and not args.no_samples:
         models = dict(kv.split("=", 1) for kv in args.models.split(","))
         samples(models, Path(args.out) / "evaluation_samples.png")

@@ -154,10 +154,17 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def write_png_stream(path: Path, width: int, height: int, tile_height: int, pieces: Pieces, level: int = 4) -> None:
-    """Row-streamed 8-bit RGB PNG; rows filtered with 'Up' (difference to the row above)."""
+    """Row-streamed 8-bit RGB PNG; rows filtered with 'Up' (difference to the row above).
+
+    Holds one row of tiles as 8-bit pixels (``band``) and filters / compresses it a few pixel
+    rows at a time, so the writer's memory is the band plus about 1 MB.
+    """
     comp = zlib.compressobj(level)
     prev = np.zeros((width * 3,), np.uint8)
     band = np.empty((tile_height, width, 3), np.uint8)
+    step = max(1, (1 << 20) // (width * 3 + 1))  # pixel rows filtered per compress call
+    up = np.empty((step, width * 3 + 1), np.uint8)
+    up[:, 0] = 2  # filter type 'Up'
     rows_done = 0
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
@@ -168,14 +175,15 @@ def write_png_stream(path: Path, width: int, height: int, tile_height: int, piec
             if x + w < width:
                 continue
             px = band[:h].reshape(h, width * 3)
-            up = np.empty((h, width * 3 + 1), np.uint8)
-            up[:, 0] = 2
-            up[0, 1:] = px[0] - prev
-            np.subtract(px[1:], px[:-1], out=up[1:, 1:])
-            prev = px[-1].copy()
-            data = comp.compress(up.tobytes())
-            if data:
-                f.write(_png_chunk(b"IDAT", data))
+            for r0 in range(0, h, step):
+                n = min(step, h - r0)
+                np.subtract(px[r0], prev if r0 == 0 else px[r0 - 1], out=up[0, 1:])
+                if n > 1:
+                    np.subtract(px[r0 + 1: r0 + n], px[r0: r0 + n - 1], out=up[1:n, 1:])
+                data = comp.compress(memoryview(up[:n]).cast("B"))
+                if data:
+                    f.write(_png_chunk(b"IDAT", data))
+            prev = px[h - 1].copy()
             rows_done += h
         f.write(_png_chunk(b"IDAT", comp.flush()))
         f.write(_png_chunk(b"IEND", b""))
