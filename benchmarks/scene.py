@@ -41,7 +41,7 @@ def cmd_memory(args) -> dict:
         res = {}
         for s in args.sizes:
             out = os.path.join(tmp, "img.tif")
-            rss, sec = peak_rss_of([sys.executable, "-m", "infinitygan", "generate", "--model", model, "--seed", "3",
+            rss, sec, _ = peak_rss_of([sys.executable, "-m", "infinitygan", "generate", "--model", model, "--seed", "3",
                                     "--width", str(s), "--height", str(s), "--device", args.device, "--out", out,
                                     "--quiet", *two_centres(s)])
             res[str(s)] = {"peak_rss_mb": round(rss, 1), "seconds": round(sec, 1)}
