@@ -4,7 +4,7 @@
         --models infinitygan-tiny=runs/table1/infinitygan-tiny/kept/ckpt-....safetensors,...
 
 Writes OUT/evaluation_swd.png (SWD against scale, one line per model and resize mode, the real
-floor as a band) and OUT/evaluation_samples.png (per model: four 1x views and two 8x views
+floor as a band) and OUT/evaluation_samples.jpg (per model: four 1x views and two 8x views
 downsampled to the full size with the clean resize, i.e. what the metric compares), and prints
 the markdown table. Needs matplotlib (the `plots` extra).
 """
@@ -109,7 +109,7 @@ def main() -> None:
     plot(rows, order, Path(args.out) / "evaluation_swd.png", args.floor)
     if args.models and not args.no_samples:
         models = dict(kv.split("=", 1) for kv in args.models.split(","))
-        samples(models, Path(args.out) / "evaluation_samples.png")
+        samples(models, Path(args.out) / "evaluation_samples.jpg")
 
 
 if __name__ == "__main__":
