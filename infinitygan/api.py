@@ -18,13 +18,12 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, load_config
-from .errors import UserError
+from .errors import UserError, check_int
 from .generator import Generator
 from .io.checkpoint import save_model_file
 from .io.images import check_output, png_tile_height, write_tiles
 from .latents import Canvas
 from .synthesis import Region, Synthesizer, centered_origin
-from .tiling import check_int
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

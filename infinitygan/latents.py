@@ -250,6 +250,8 @@ def _override_values(what: str, values) -> torch.Tensor:
             raise UserError(f"{what}: expected a tensor or an array of numbers, got {type(values).__name__}") from e
     if not values.is_floating_point():
         values = values.float()
-    if not bool(torch.isfinite(values.detach()).all()):
+    # finiteness is checked where it is free: not on tensors being optimised (inversion re-adds
+    # its overrides every step) nor on accelerators (a device sync per override)
+    if values.device.type == "cpu" and not values.requires_grad and not bool(torch.isfinite(values).all()):
         raise UserError(f"{what}: values must be finite")
     return values

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from .coords import HORIZON_ROW
-from .errors import UserError
+from .errors import UserError, check_int
 from .generator import Generator
 from .latents import Canvas
-from .tiling import Region, Tile, TilePlan, check_int, plan_region, tile_unit
+from .tiling import Region, Tile, TilePlan, plan_region, tile_unit
 
 __all__ = ["Region", "Synthesizer", "Tile", "TilePlan", "centered_origin", "default_tile_batch",
            "horizon_centered_y"]

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterator
 
-from .errors import UserError, check_int  # noqa: F401  (check_int: re-exported)
+from .errors import UserError, check_int
 from .geometry import ceil_div
 
 #: largest supported side of a region (PNG and TIFF store sizes in 32 bits)

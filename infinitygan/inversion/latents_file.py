@@ -99,11 +99,7 @@ class Latents:
         return range(lo, hi + 1)
 
     def save(self, path: str | Path) -> Path:
-
-        path = Path(path)
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise UserError(f"output folder does not exist: {folder}")
+        path = check_writable(Path(path))
         tensors = {"zg": self.zg, "styles": self.styles, "zl": self.zl}
         for j, n in enumerate(self.noises):
             tensors[f"noise.{j}"] = n
@@ -123,7 +119,7 @@ class Latents:
             "source": self.source,
             "period": json.dumps(self.period),
         }
-        return save_safetensors(Path(path), tensors, meta)
+        return save_safetensors(path, tensors, meta)
 
 
 def lattice_of(lat: "Latents") -> int:
