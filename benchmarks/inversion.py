@@ -8,6 +8,9 @@
     python benchmarks/inversion.py --speed                      # seconds/step, peak memory
     python benchmarks/inversion.py --outpaint-memory            # peak RSS of outpaint, 10k and 100k wide
     python benchmarks/inversion.py --recover [--steps 1000] [--set zl_prior_weight=0 ...]   # PSNR
+    python benchmarks/inversion.py --recover --target-seeds 1 2 3 4 5 6 7 8 --jobs 2 --threads 1
+    python benchmarks/inversion.py --recover --outpaint-png out.png   # and the 3x continuation
+    python benchmarks/inversion.py --ceiling [--target-seeds ...]   # PSNR with the true latents, other noise
 
 Prints one JSON object.
 """
@@ -60,7 +63,9 @@ def speed(sizes: list[int], steps: int, threads: int) -> dict:
     return res
 
 
-def recover(steps: int, size: int, threads: int, options: dict) -> dict:
+def recover(steps: int, size: int, threads: int, options: dict, outpaint_png: str | None = None,
+            target_seed: int = 3) -> dict:
+    """Inverts the ``target_seed`` image (inversion seed 0: its own canvas is the start)."""
     import torch
 
     import infinitygan as ig
@@ -70,49 +75,102 @@ def recover(steps: int, size: int, threads: int, options: dict) -> dict:
     torch.set_num_threads(threads)
     m = ig.load_model()
     region = m.region(size, size)
-    target = m.generate(seed=3, width=size, height=size, x=region.x, y=region.y)
+    target = m.generate(seed=target_seed, width=size, height=size, x=region.x, y=region.y)
     t0 = time.perf_counter()
     cfg = InversionConfig(steps=steps, seed=0, **options)
     lat = Inversion(m, cfg, perceptual_loss("auto", warn=lambda _: None))(target, region)
     start = m.generate(seed=0, width=size, height=size, x=region.x, y=region.y)
-    return {"size": size, "steps": steps, "target_seed": 3, "region": [region.x, region.y, size, size],
+    # where the recovered structure latents ended: RMS over the image's own zS cells and over the
+    # whole footprint (margins included); a sample of N(0, I) has 1.
+    mg = m.generator.geometry.gs_margin
+    inner = lat.zl[:, mg:lat.zl.shape[1] - mg, mg:lat.zl.shape[2] - mg]
+    return {"size": size, "steps": steps, "target_seed": target_seed, "region": [region.x, region.y, size, size],
             "psnr_db": lat.metrics["psnr"], "psnr_of_the_start_db": round(psnr(start, target), 2),
-            "lpips": lat.metrics.get("lpips"), "options": options, "seconds": round(time.perf_counter() - t0, 1)}
+            "lpips": lat.metrics.get("lpips"), "options": options, "seconds": round(time.perf_counter() - t0, 1),
+            "zl_rms_image_cells": round(float(inner.square().mean().sqrt()), 3),
+            "zl_rms_footprint": round(float(lat.zl.square().mean().sqrt()), 3),
+            "zg_rms": round(float(lat.zg.square().mean().sqrt()), 3),
+            **(_continuation(m, lat, outpaint_png) if outpaint_png else {})}
 
 
-def outpaint_memory(widths: list[int], height: int) -> dict:
-    """Peak RSS of `infinitygan outpaint --latents` at several widths (each in its own process),
-    from a 256x128 inversion (20 steps: the memory does not depend on the fit)."""
-    import tempfile
+def _continuation(m, lat, path: str) -> dict:
+    """Outpaints the recovered latents to 3x the size on the canvas of seed 7 and writes the
+    picture (the inverted region framed in red); the surroundings show what the inverted margins
+    continue the image with."""
+    import numpy as np
+    from PIL import Image
+
+    from infinitygan.inversion.outpaint import outpaint, outpaint_region
+
+    r = lat.region
+    big = outpaint_region(r, 3 * r.width, 3 * r.height)
+    px = np.clip(np.rint((outpaint(m, lat, 7, big) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    y, x = r.y - big.y, r.x - big.x
+    for a, b in ((slice(y - 1, y), slice(x - 1, x + r.width + 1)), (slice(y + r.height, y + r.height + 1), slice(x - 1, x + r.width + 1)),
+                 (slice(y - 1, y + r.height + 1), slice(x - 1, x)), (slice(y - 1, y + r.height + 1), slice(x + r.width, x + r.width + 1))):
+        px[a, b] = (255, 0, 0)
+    Image.fromarray(px).save(path)
+    return {"outpaint_png": path}
+
+
+def recover_many(target_seeds: list[int], jobs: int, steps: int, size: int, threads: int, options: dict) -> dict:
+    """``recover`` for every target seed, ``jobs`` processes at a time; per-seed figures and summary."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        runs = list(pool.map(_recover_seed, [(s, steps, size, threads, options) for s in target_seeds]))
+    db = sorted(r["psnr_db"] for r in runs)
+    return {"per_seed": {r["target_seed"]: {k: r[k] for k in ("psnr_db", "psnr_of_the_start_db", "zl_rms_image_cells",
+                                                               "zl_rms_footprint", "zg_rms", "seconds")} for r in runs},
+            "mean_psnr_db": round(sum(db) / len(db), 2), "median_psnr_db": round((db[(len(db) - 1) // 2] + db[len(db) // 2]) / 2, 2),
+            "min_psnr_db": db[0], "at_least_30_db": sum(d >= 30 for d in db), "of": len(db),
+            "steps": steps, "size": size, "options": options}
+
+
+def _recover_seed(args) -> dict:
+    seed, steps, size, threads, options = args
+    return recover(steps, size, threads, options, target_seed=seed)
+
+
+def ceiling(size: int, threads: int, target_seeds: list[int], seeds: int = 8) -> dict:
+    """What each recovery target allows without its noise: the target's own zg, zl and styles (its
+    canvas) with the noise of every GT conv over the footprint taken from other seeds (mean PSNR
+    over ``seeds`` of them), or set to zero. An inversion that does not recover the noise maps
+    themselves cannot beat the first figure on average."""
+    import numpy as np
+    import torch
 
     import infinitygan as ig
-    from infinitygan.inversion import Inversion, InversionConfig
+    from infinitygan.inversion import footprint, psnr
 
+    torch.set_num_threads(threads)
+    m = ig.load_model()
+    region = m.region(size, size)
+    synth = m.synthesizer()
+    fp = footprint(synth.geometry, region)
     res = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        m = ig.load_model()
-        region = m.region(256, 128)
-        target = m.generate(seed=3, width=256, height=128, x=region.x, y=region.y)
-        lat = Inversion(m, InversionConfig(steps=20))(target, region)
-        path = lat.save(os.path.join(tmp, "lat.safetensors"))
-        for w in widths:
-            out = os.path.join(tmp, "pano.tif")
-            cmd = [sys.executable, "-m", "infinitygan", "outpaint", "--latents", str(path), "--width", str(w),
-                   "--height", str(height), "--seed", "1", "--out", out, "--quiet"]
-            t0 = time.perf_counter()
-            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _, status, usage = os.wait4(p.pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                raise SystemExit(f"command failed: {' '.join(cmd)}")
-            res[f"{w}x{height}"] = {"peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
-                                    "seconds": round(time.perf_counter() - t0, 1)}
-    return res
+    for ts in target_seeds:
+        target = m.generate(seed=ts, width=size, height=size, x=region.x, y=region.y)
+
+        def with_noise(source) -> float:
+            canvas = m.canvas(ts)
+            for j, w in enumerate(fp.noise):
+                canvas.override_noise(j, w.row0, w.col0, source(j, w))
+            return psnr(synth.render(canvas, region), target)
+
+        other = [with_noise(lambda j, w, s=s: m.canvas(s).noise(j, w.row0, w.rows, w.col0, w.cols))
+                 for s in range(100, 100 + seeds)]
+        zero = with_noise(lambda j, w: torch.zeros(1, w.rows, w.cols))
+        res[ts] = {"psnr_other_noise_db": round(float(np.mean(other)), 2), "psnr_zero_noise_db": round(zero, 2)}
+    return {"size": size, "noise_seeds": seeds, "per_seed": res}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--recover", action="store_true")
+    ap.add_argument("--ceiling", action="store_true", help="PSNR of the true latents with other noise")
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--outpaint-memory", action="store_true", help="peak RSS of outpaint at --widths")
     ap.add_argument("--widths", type=int, nargs="+", default=[10_000, 100_000])
@@ -121,6 +179,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch_threads())
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an InversionConfig field for --recover, e.g. zl_prior_weight=0")
+    ap.add_argument("--target-seeds", type=int, nargs="+", default=None,
+                    help="--recover over these target images (default: seed 3 alone)")
+    ap.add_argument("--jobs", type=int, default=1, help="--target-seeds: inversions run at once (each --threads)")
+    ap.add_argument("--outpaint-png", default=None, help="--recover: also write the 3x outpainting (seed 7) here")
     ap.add_argument("--child-speed", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child_speed is not None:
@@ -132,7 +194,12 @@ def main() -> None:
         res["outpaint_memory"] = outpaint_memory(a.widths, 256)
     if a.recover:
         options = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-        res["recover"] = recover(a.steps or 1000, a.size, a.threads, options)
+        if a.target_seeds:
+            res["recover"] = recover_many(a.target_seeds, a.jobs, a.steps or 1000, a.size, a.threads, options)
+        else:
+            res["recover"] = recover(a.steps or 1000, a.size, a.threads, options, a.outpaint_png)
+    if a.ceiling:
+        res["ceiling"] = ceiling(a.size, a.threads, a.target_seeds or [3])
     print(json.dumps(res))
 
 
