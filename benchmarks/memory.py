@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ def main() -> None:
     ap.add_argument("--ext", nargs="+", default=["tif"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--preset", default="tiny", help="preset of the random model when --model is not given")
-    ap.add_argument("--extra", nargs="*", default=[], help="more `generate` options, e.g. --max-memory 300")
+    ap.add_argument("--extra", default="", help='more `generate` options as one string, e.g. --extra "--max-memory 300"')
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -56,7 +57,7 @@ def main() -> None:
                 out = os.path.join(tmp, f"img.{ext}")
                 rss, sec, cpu = peak_rss_of([sys.executable, "-m", "infinitygan", "generate", "--model", model,
                                              "--seed", "1", "--width", str(w), "--height", str(h), "--device",
-                                             args.device, "--out", out, "--quiet", *args.extra])
+                                             args.device, "--out", out, "--quiet", *shlex.split(args.extra)])
                 res[f"{w}x{h}"] = {"peak_rss_mb": round(rss, 1), "seconds": round(sec, 1), "cpu_seconds": round(cpu, 1),
                                    "file_mb": round(os.path.getsize(out) / 2**20, 1)}
                 os.unlink(out)
