@@ -97,19 +97,17 @@ def _continuation(m, lat, path: str) -> dict:
     """Outpaints the recovered latents to 3x the size on the canvas of seed 7 and writes the
     picture (the inverted region framed in red); the surroundings show what the inverted margins
     continue the image with."""
-    import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     from infinitygan.inversion.outpaint import outpaint, outpaint_region
+    from infinitygan.io.images import to_uint8
 
     r = lat.region
     big = outpaint_region(r, 3 * r.width, 3 * r.height)
-    px = np.clip(np.rint((outpaint(m, lat, 7, big) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    y, x = r.y - big.y, r.x - big.x
-    for a, b in ((slice(y - 1, y), slice(x - 1, x + r.width + 1)), (slice(y + r.height, y + r.height + 1), slice(x - 1, x + r.width + 1)),
-                 (slice(y - 1, y + r.height + 1), slice(x - 1, x)), (slice(y - 1, y + r.height + 1), slice(x + r.width, x + r.width + 1))):
-        px[a, b] = (255, 0, 0)
-    Image.fromarray(px).save(path)
+    img = Image.fromarray(to_uint8(outpaint(m, lat, 7, big)))
+    x, y = r.x - big.x, r.y - big.y
+    ImageDraw.Draw(img).rectangle([x - 1, y - 1, x + r.width, y + r.height], outline=(255, 0, 0))
+    img.save(path)
     return {"outpaint_png": path}
 
 
@@ -166,6 +164,35 @@ def ceiling(size: int, threads: int, target_seeds: list[int], seeds: int = 8) ->
     return {"size": size, "noise_seeds": seeds, "per_seed": res}
 
 
+def outpaint_memory(widths: list[int], height: int) -> dict:
+    """Peak RSS of `infinitygan outpaint --latents` at several widths (each in its own process),
+    from a 256x128 inversion (20 steps: the memory does not depend on the fit)."""
+    import tempfile
+
+    import infinitygan as ig
+    from infinitygan.inversion import Inversion, InversionConfig
+
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        m = ig.load_model()
+        region = m.region(256, 128)
+        target = m.generate(seed=3, width=256, height=128, x=region.x, y=region.y)
+        lat = Inversion(m, InversionConfig(steps=20))(target, region)
+        path = lat.save(os.path.join(tmp, "lat.safetensors"))
+        for w in widths:
+            out = os.path.join(tmp, "pano.tif")
+            cmd = [sys.executable, "-m", "infinitygan", "outpaint", "--latents", str(path), "--width", str(w),
+                   "--height", str(height), "--seed", "1", "--out", out, "--quiet"]
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(p.pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"command failed: {' '.join(cmd)}")
+            res[f"{w}x{height}"] = {"peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+                                    "seconds": round(time.perf_counter() - t0, 1)}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", action="store_true")
@@ -185,6 +212,8 @@ def main() -> None:
     ap.add_argument("--outpaint-png", default=None, help="--recover: also write the 3x outpainting (seed 7) here")
     ap.add_argument("--child-speed", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.outpaint_png and a.target_seeds:
+        ap.error("--outpaint-png goes with a single --recover (no --target-seeds)")
     if a.child_speed is not None:
         return _child_speed(a.child_speed, a.steps, a.threads)
     res = {}
