@@ -105,6 +105,29 @@ def official_test_grid(cfg: CoordConfig, rows: int, cols: int, coord_init: tuple
     return coordinate_grid(cfg, 2 * i - (rows - 1) + x0, j + y0, dtype=dtype)
 
 
+def training_window(cfg: CoordConfig, v_start: int, h_start: int, v_jitter: float, h_jitter: float,
+                    size: int) -> torch.Tensor:
+    """One training window of ``size`` x ``size`` zl cells: a pure function of its draws (float64).
+
+    v_start: vertical start in {0 .. V - 1} (V = ``train_vertical_positions``; for ``texture``
+    any row of the period); h_start: horizontal start cell (any integer: the phase wraps exactly
+    with the period); v_jitter: pre-tanh offset (scenery) or fraction of a cell (texture);
+    h_jitter: fraction of a cell, the SAME for the cos and sin channels (the point stays on the
+    unit circle). Scenery rows: pre-tanh value ``vertical_step * (row + v_start - c) + v_jitter``
+    with c = (size - 1) / 2 + (V - 1) / 2, so the windows are centred on the horizon on average.
+    Returns (C, size, size).
+    """
+    rows = torch.arange(size, dtype=torch.int64)
+    if cfg.system == "texture":  # half-steps of whole cells: row index rows + v_start
+        v_half = 2 * (rows + int(v_start))
+    else:  # half-steps relative to the horizon: 2 * (row - centre), centre may be a half integer
+        V = cfg.train_vertical_positions
+        center = (size - 1) / 2.0 + (V - 1) / 2.0
+        v_half = 2 * (rows + int(v_start)) - int(round(2 * center))
+    return coordinate_grid(cfg, v_half, rows + int(h_start), dtype=torch.float64,
+                           v_jitter=float(v_jitter), h_jitter=float(h_jitter))
+
+
 def sample_training_coords(cfg: CoordConfig, batch: int, size: int, generator: torch.Generator,
                            dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                            jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +135,7 @@ def sample_training_coords(cfg: CoordConfig, batch: int, size: int, generator: t
 
     Horizontal: a uniform phase in [0, period) with wrap-around. Vertical, scenery: the window's
     zS rows start at one of V = ``train_vertical_positions`` positions spread around the horizon
-    (raw range of the GT region [-3.0, 2.7] for the paper's sizes); texture: the vertical axis is
+    (raw range of the GT region [-2.85, 2.85] for the paper's sizes; the authors' [-3.0, 2.7]); texture: the vertical axis is
     periodic too and gets a uniform phase like the horizontal one. Jitter: uniform +- half a cell
     on each axis, added to the raw values before tanh / cos / sin (for tanh, half a cell is half
     of ``vertical_step``).
@@ -132,18 +155,8 @@ def sample_training_coords(cfg: CoordConfig, batch: int, size: int, generator: t
     else:
         vj = torch.zeros(batch, dtype=torch.float64)
         hj = torch.zeros(batch, dtype=torch.float64)
-    # scenery: the window (size cells) is centred on the horizon when v_start = (V - 1) / 2
-    center = (size - 1) / 2.0 + (V - 1) / 2.0
-    out = []
-    rows = torch.arange(size, dtype=torch.int64)
-    for b in range(batch):
-        if periodic_v:  # half-steps of whole cells: row index rows + v_start
-            v_half = 2 * (rows + int(v_start[b]))
-        else:  # half-steps relative to the horizon: 2 * (row - centre), centre may be a half integer
-            v_half = 2 * (rows + int(v_start[b])) - int(round(2 * center))
-        grid = coordinate_grid(cfg, v_half, rows + int(h_start[b]), dtype=torch.float64,
-                               v_jitter=float(vj[b]), h_jitter=float(hj[b]))
-        out.append(grid)
+    out = [training_window(cfg, int(v_start[b]), int(h_start[b]), float(vj[b]), float(hj[b]), size)
+           for b in range(batch)]
     coords = torch.stack(out).to(device=device, dtype=dtype)
     if periodic_v:
         label = torch.zeros(batch, dtype=torch.float32)

@@ -15,8 +15,9 @@ from pathlib import Path
 import click
 import torch
 
-from .config import CoordConfig, GeneratorConfig, ModelConfig
+from .config import CoordConfig, DiscriminatorConfig, GeneratorConfig, ModelConfig
 from .errors import UserError
+from .discriminator import Discriminator
 from .generator import Generator
 from .nn import blur_kernel_121
 
@@ -61,6 +62,20 @@ def _refusal(path: Path, e: Exception) -> UserError:
     return UserError(f"cannot read {path} as a PyTorch checkpoint (truncated or another format): {first}")
 
 
+def safe_load(path: str | Path):
+    """The object an authors' checkpoint file holds, loaded with ``weights_only=True`` and the
+    numpy-scalar allowlist: a file holding anything that could run code, a truncated file or
+    another format is refused with one line (UserError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # refused globals, truncated files, other formats
+        raise _refusal(path, e) from None
+
+
 def read_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(``g_ema`` state dict, what else the file held) of an authors' checkpoint.
 
@@ -71,13 +86,7 @@ def read_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
     ``{"keys": [top-level keys], "iter": int | None, "best_fid": float | None}``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # refused globals, truncated files, other formats
-        raise _refusal(path, e) from None
+    obj = safe_load(path)
     info: dict = {"keys": [], "iter": None, "best_fid": None}
     if isinstance(obj, dict) and "g_ema" in obj:
         info["keys"] = sorted(str(k) for k in obj)
@@ -132,6 +141,35 @@ def infer_config(state: dict[str, torch.Tensor], name: str = "official") -> Mode
     return ModelConfig(name=name, generator=gen)
 
 
+_G_RENAMES = (
+    (re.compile(rf"^{SS}\.(\d+)\.conv\.(conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias|activate\.bias)$"),
+     "structure.layers.{0}.{1}"),
+    (re.compile(rf"^{TS}\.mapping\.(\d+)\.(weight|bias)$"), "mapping.net.{0}.{1}"),
+    (re.compile(rf"^{TS}\.convs\.(\d+)\.(conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias|"
+                r"noise\.weight|activate\.bias)$"), "texture.convs.{0}.{1}"),
+    (re.compile(rf"^{TS}\.to_rgbs\.(\d+)\.(bias|conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias)$"),
+     "texture.to_rgbs.{0}.{1}"),
+)
+
+
+def convert_g_key(key: str) -> str | None:
+    """Their generator key -> ours; None for what our generator does not hold (unused buffers,
+    the unused constant input); UserError for an unknown key. Their modulated-conv weights carry a
+    leading batch axis of 1 (``(1, out, in, k, k)``) that ours drop (``squeeze_leading``)."""
+    if _IGNORED.match(key):
+        return None
+    for rx, fmt in _G_RENAMES:
+        m = rx.match(key)
+        if m:
+            return fmt.format(*m.groups())
+    raise UserError(f"unexpected key in the authors' checkpoint: {key}")
+
+
+def squeeze_leading(key: str, t: torch.Tensor) -> torch.Tensor:
+    """Their ``conv.weight`` (1, out, in, k, k) -> ours (out, in, k, k); other tensors unchanged."""
+    return t[0] if key.endswith("conv.weight") and t.dim() == 5 else t
+
+
 def convert_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename the authors' g_ema keys to ours. Raises UserError on unknown keys."""
     out: dict[str, torch.Tensor] = {}
@@ -141,33 +179,101 @@ def convert_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             if key.endswith("kernel") and t.shape == (3, 3) and not torch.allclose(t.float(), blur_kernel_121()):
                 warnings.warn(f"{key} differs from the [1,2,1] kernel this implementation uses")
             continue
-        m = re.match(rf"^{SS}\.(\d+)\.conv\.(conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias|activate\.bias)$", key)
-        if m:
-            i, rest = m.groups()
-            new = f"structure.layers.{i}." + {"conv.weight": "conv.weight", "conv.modulation.weight": "conv.modulation.weight",
-                                              "conv.modulation.bias": "conv.modulation.bias",
-                                              "activate.bias": "activate.bias"}[rest]
-            out[new] = t[0] if rest == "conv.weight" else t
+        try:
+            new = convert_g_key(key)
+        except UserError:
+            unexpected.append(key)
             continue
-        m = re.match(rf"^{TS}\.mapping\.(\d+)\.(weight|bias)$", key)
-        if m:
-            out[f"mapping.net.{m.group(1)}.{m.group(2)}"] = t
-            continue
-        m = re.match(rf"^{TS}\.convs\.(\d+)\.(conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias|noise\.weight|activate\.bias)$", key)
-        if m:
-            i, rest = m.groups()
-            out[f"texture.convs.{i}.{rest}"] = t[0] if rest == "conv.weight" else t
-            continue
-        m = re.match(rf"^{TS}\.to_rgbs\.(\d+)\.(bias|conv\.weight|conv\.modulation\.weight|conv\.modulation\.bias)$", key)
-        if m:
-            i, rest = m.groups()
-            out[f"texture.to_rgbs.{i}.{rest}"] = t[0] if rest == "conv.weight" else t
-            continue
-        unexpected.append(key)
+        out[new] = squeeze_leading(key, t)
     if unexpected:
         raise UserError(f"unexpected key(s) in the authors' checkpoint: {', '.join(unexpected[:5])}"
                         + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
     return out
+
+
+# ------------------------------------------------------------------ the discriminator
+#: buffers of their discriminator (the [1,3,3,1] blur kernels before every stride-2 conv)
+_D_BUFFER = re.compile(r"^convs\.\d+\.(conv2|skip)\.0\.kernel$")
+#: buffers of their generator (not parameters: they take no optimizer slot)
+_G_BUFFER = re.compile(rf"^{TS}\.(noises\.noise_\d+|convs\.\d+\.conv\.blur\.kernel|to_rgbs\.\d+\.upsample\.kernel)$")
+
+
+def official_parameter_names(state: dict[str, torch.Tensor], net: str) -> list[str]:
+    """The names of their ``net`` ("g" or "d") parameters in ``parameters()`` order: the state-dict
+    order without the buffers. Their Adam states index parameters in this order."""
+    rx = _G_BUFFER if net == "g" else _D_BUFFER
+    return [k for k in state if not rx.match(k)]
+
+
+def convert_d_key(key: str) -> str | None:
+    """Their discriminator key -> ours (None for the blur-kernel buffers).
+
+    Theirs: ``convs.0`` FromRGB, ``convs.{i}`` residual block i - 1, ``final_conv``,
+    ``final_linear`` (real/fake head), ``coord_linear`` (coordinate head). Ours: ``from_rgb``,
+    ``blocks.{i}``, ``final_conv``, ``head``, ``aux_head``; every sub-layer index is the same.
+    """
+    if _D_BUFFER.match(key):
+        return None
+    m = re.match(r"^convs\.(\d+)\.(.+)$", key)
+    if m:
+        i, rest = int(m.group(1)), m.group(2)
+        return f"from_rgb.{rest}" if i == 0 else f"blocks.{i - 1}.{rest}"
+    for theirs, ours in (("final_conv.", "final_conv."), ("final_linear.", "head."), ("coord_linear.", "aux_head.")):
+        if key.startswith(theirs):
+            return ours + key[len(theirs):]
+    raise UserError(f"unexpected key in the authors' discriminator: {key}")
+
+
+def _check_d_blur(state: dict[str, torch.Tensor]) -> None:
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    k = torch.outer(k, k)
+    k = k / k.sum()
+    for key, t in state.items():
+        if _D_BUFFER.match(key) and (t.shape != (4, 4) or not torch.allclose(t.double(), k.double(), atol=1e-6)):
+            raise UserError(f"{key}: the authors' discriminator blur differs from [1,3,3,1] (this one is not supported)")
+
+
+def infer_discriminator_config(state: dict[str, torch.Tensor]) -> DiscriminatorConfig:
+    """Discriminator widths from their ``d`` state dict (FromRGB, blocks, coordinate head)."""
+    try:
+        n_blocks = _count(state, r"^convs\.(\d+)\.conv1\.0\.weight$")
+        channels = [int(state["convs.0.0.weight"].shape[0])]
+        channels += [int(state[f"convs.{i}.conv2.1.weight"].shape[0]) for i in range(1, n_blocks + 1)]
+        aux = int(state["coord_linear.1.weight"].shape[0])
+    except KeyError as e:
+        raise UserError(f"not an InfinityGAN discriminator state: missing {e.args[0]}") from None
+    return DiscriminatorConfig(channels=channels, aux_outputs=aux)
+
+
+def convert_d_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename their discriminator state to ours (blur kernels checked and dropped)."""
+    _check_d_blur(state)
+    return {new: t for k, t in state.items() if (new := convert_d_key(k)) is not None}
+
+
+def discriminator_from_official_state(state: dict[str, torch.Tensor], patch_size: int) -> Discriminator:
+    """Our discriminator (float32, train mode) with their weights. Their minibatch-stddev group is
+    the whole per-GPU batch; ours is ``DiscriminatorConfig.mbstd_group`` (docs/training.md)."""
+    cfg = infer_discriminator_config(state)
+    d = Discriminator(cfg, patch_size)
+    ours = convert_d_state(state)
+    _load_strict(d, ours, "discriminator")
+    return d
+
+
+def _load_strict(module: torch.nn.Module, ours: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(ours))
+    extra = sorted(set(ours) - set(own))
+    if missing or extra:
+        k = (missing or extra)[0]
+        raise UserError(f"the authors' {what} does not match this architecture "
+                        f"({len(missing)} missing, {len(extra)} unexpected tensor(s), e.g. {k})")
+    bad = [k for k in ours if ours[k].shape != own[k].shape]
+    if bad:
+        k = bad[0]
+        raise UserError(f"shape mismatch for {what} {k}: checkpoint {tuple(ours[k].shape)} vs model {tuple(own[k].shape)}")
+    module.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True)
 
 
 def load_official(path: str | Path) -> tuple[Generator, ModelConfig]:

@@ -10,7 +10,9 @@ Shapes: B = batch, P = patch size, S = zl window, n = zS window, D = style dimen
 * ``diversity_loss``        mode-seeking diversity loss between two zl and their zS (Eq. 2).
 
 The weights (``r1_gamma / 2 * r1_every``, ``pl_weight * pl_every``, ...) are applied by the
-training loop, not here.
+training loop, not here. Every loss is computed in the precision of its inputs, at least float32
+(bfloat16 / float16 activations under autocast are promoted; float64 stays float64, which the
+parity test with the authors' float64 training iteration needs).
 """
 from __future__ import annotations
 
@@ -21,26 +23,37 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "loss_dtype",
     "d_logistic_loss",
     "g_nonsaturating_loss",
     "r1_penalty",
     "path_length_penalty",
+    "style_path_lengths",
     "aux_vertical_loss",
     "diversity_loss",
 ]
 
 
+def up(x: torch.Tensor) -> torch.Tensor:
+    """x promoted to at least float32 (float64 kept)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def loss_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def d_logistic_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
     """softplus(-D(x)).mean() + softplus(D(G(z))).mean().
 
-    real_logit: (B_real,), fake_logit: (B_fake,) -> scalar (computed in float32).
+    real_logit: (B_real,), fake_logit: (B_fake,) -> scalar.
     """
-    return F.softplus(-real_logit.float()).mean() + F.softplus(fake_logit.float()).mean()
+    return F.softplus(-up(real_logit)).mean() + F.softplus(up(fake_logit)).mean()
 
 
 def g_nonsaturating_loss(fake_logit: torch.Tensor) -> torch.Tensor:
-    """softplus(-D(G(z))).mean(). fake_logit: (B,) -> scalar (float32)."""
-    return F.softplus(-fake_logit.float()).mean()
+    """softplus(-D(G(z))).mean(). fake_logit: (B,) -> scalar."""
+    return F.softplus(-up(fake_logit)).mean()
 
 
 def r1_penalty(real_logit: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
@@ -48,17 +61,24 @@ def r1_penalty(real_logit: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor
 
     real_logit: (B,) computed from ``real_img`` (B, 3, P, P), which must require grad.
     The gradient is taken with ``create_graph=True`` so that the penalty can be back-propagated
-    into D's parameters. Returns a scalar (float32); the loop multiplies it by
+    into D's parameters. Returns a scalar; the loop multiplies it by
     ``r1_gamma / 2 * r1_every``.
     """
-    (grad,) = torch.autograd.grad(real_logit.float().sum(), real_img, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
+    (grad,) = torch.autograd.grad(up(real_logit).sum(), real_img, create_graph=True)
+    return up(grad).pow(2).flatten(1).sum(1).mean()
+
+
+def style_path_lengths(grad: torch.Tensor) -> torch.Tensor:
+    """Path length of each sample from grad = J_w^T y (B, n_styles, D): StyleGAN2's
+    sqrt(mean over style slots of ||grad||^2 summed over D). (B,)."""
+    return torch.sqrt(grad.pow(2).sum(2).mean(1))
 
 
 def path_length_penalty(img: torch.Tensor, styles: torch.Tensor, mean: torch.Tensor | float,
                         decay: float, noise: torch.Tensor | None = None,
                         generator: torch.Generator | None = None,
                         reduce_mean: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        lengths_of: Callable[[torch.Tensor], torch.Tensor] = style_path_lengths,
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """StyleGAN2 path-length regularization, with the gradient w.r.t. the W+ styles of GT.
 
@@ -66,27 +86,31 @@ def path_length_penalty(img: torch.Tensor, styles: torch.Tensor, mean: torch.Ten
     noise: the random image-space direction y (B, 3, H, W) ~ N(0, 1) / sqrt(H W); drawn here
       (from ``generator``) when not given.
     mean: running mean ``a`` of the path lengths (scalar tensor or float).
-    decay: a <- a + decay * (mean(lengths) - a).
+    decay: a_new = a + decay * (mean(lengths) - a).
     reduce_mean: maps this process's mean path length (scalar) to the mean over all processes
       (data-parallel training; identity by default), so that ``a`` stays identical everywhere.
+    lengths_of: grad (B, n_styles, D) -> lengths (B,); ``style_path_lengths`` by default.
 
-    Path length of a sample: sqrt(mean over style slots of ||J_w^T y||^2 summed over D).
-    Returns (penalty = mean((lengths - a_new)^2) (scalar, differentiable), a_new (detached
-    scalar), lengths (B,) detached).
+    The penalty is mean((lengths - a_new)^2) with a_new NOT detached: its gradient also flows
+    through mean(lengths) inside a_new, as in StyleGAN2 (TF and ADA) and the authors' code. That
+    part of the gradient, -2 decay mean(lengths - a_new) / n per sample of a batch of n, needs the
+    mean over ALL processes' samples, so it is added as a zero-valued term with that gradient
+    (the same on one process as autograd through a_new, and exact under data parallelism).
+    Returns (penalty (scalar, differentiable), a_new (detached scalar), lengths (B,) detached).
     """
     h, w = img.shape[-2:]
+    dt = loss_dtype(img)
     if noise is None:
         noise = torch.randn(img.shape, generator=generator, dtype=torch.float32)
         noise = noise.to(img.device) / math.sqrt(h * w)
-    (grad,) = torch.autograd.grad((img.float() * noise.to(img.device, torch.float32)).sum(), styles,
-                                  create_graph=True)
-    lengths = torch.sqrt(grad.float().pow(2).sum(2).mean(1))
-    batch_mean = lengths.detach().mean()
-    if reduce_mean is not None:
-        batch_mean = reduce_mean(batch_mean)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=lengths.device)
-    new_mean = (mean_t + decay * (batch_mean - mean_t)).detach()
-    penalty = (lengths - new_mean).pow(2).mean()
+    (grad,) = torch.autograd.grad((up(img) * noise.to(img.device, dt)).sum(), styles, create_graph=True)
+    lengths = lengths_of(up(grad))
+    reduce = reduce_mean if reduce_mean is not None else (lambda x: x)
+    local = lengths.mean()
+    mean_t = torch.as_tensor(mean, device=lengths.device).to(lengths.dtype)
+    new_mean = (mean_t + decay * (reduce(local.detach()) - mean_t)).detach()
+    spread = reduce((lengths.detach() - new_mean).mean())  # mean(lengths - a_new) over all processes
+    penalty = (lengths - new_mean).pow(2).mean() - 2.0 * decay * spread * (local - local.detach())
     return penalty, new_mean, lengths.detach()
 
 
@@ -95,7 +119,8 @@ def aux_vertical_loss(aux: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 
     aux: (B, A) with A >= 1 (outputs 1.. are ignored); label: (B,) in [-1, 1]. -> scalar.
     """
-    return (aux[:, 0].float() - label.to(aux.device, torch.float32)).abs().mean()
+    a = up(aux[:, 0])
+    return (a - label.to(aux.device, a.dtype)).abs().mean()
 
 
 def diversity_loss(zl1: torch.Tensor, zl2: torch.Tensor, zs1: torch.Tensor, zs2: torch.Tensor,
@@ -107,8 +132,8 @@ def diversity_loss(zl1: torch.Tensor, zl2: torch.Tensor, zs1: torch.Tensor, zs2:
     L = mean_k ||zl1_k - zl2_k||_1 / (||zs1_k - zs2_k||_1 + eps), the L1 norms being sums over
     all elements of a sample. Minimising it pushes the two structures APART (the paper's
     direction; the value scales with numel(zl) / numel(zs) for a fixed average distance).
-    Returns a scalar (float32); gradients flow into zs (zl is usually a constant input).
+    Returns a scalar; gradients flow into zs (zl is usually a constant input).
     """
-    dz = (zl1.float() - zl2.float()).abs().flatten(1).sum(1)
-    ds = (zs1.float() - zs2.float()).abs().flatten(1).sum(1)
+    dz = (up(zl1) - up(zl2)).abs().flatten(1).sum(1)
+    ds = (up(zs1) - up(zs2)).abs().flatten(1).sum(1)
     return (dz / (ds + eps)).mean()

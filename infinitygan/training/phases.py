@@ -18,6 +18,11 @@ Data parallelism: the R1 and path-length penalties use ``autograd.grad(create_gr
 through the DDP-wrapped forward, and zero-weighted terms (``0 * output.sum()``) put every parameter
 in the graph, so DDP averages every gradient; the path-length mean is all-reduced.
 
+The two terms where this implementation departs on purpose from the authors' code (the
+diversity loss and the path-length normalisation, docs/training.md) are the fields of
+``LossTerms``; ``tests/test_official_training_parity.py`` swaps in the authors' forms to compare
+the rest of the iteration with theirs term by term.
+
 Non-finite guard: a phase whose loss or gradients (after all-reduce) are not finite skips its
 optimizer step (counted in ``Progress``).
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -55,6 +60,16 @@ def phase_table(cfg: ModelConfig) -> tuple[Phase, ...]:
             Phase("pl", "G", tc.pl_every if tc.pl_weight > 0 else 0))
 
 
+@dataclass(frozen=True)
+class LossTerms:
+    """The exchangeable terms of the losses: ``diversity(zl1, zl2, zs1, zs2) -> scalar`` (paper
+    Eq. 2; None: ``losses.diversity_loss``) and ``path_lengths(grad (B, n_styles, D)) -> (B,)``
+    (None: StyleGAN2's ``losses.style_path_lengths``)."""
+
+    diversity: Callable | None = None
+    path_lengths: Callable | None = None
+
+
 def uses_diversity(cfg: ModelConfig) -> bool:
     """The diversity loss needs GS (absent from the baselines) and a non-zero weight."""
     return cfg.generator.gs_layers > 0 and cfg.training.diversity_weight != 0
@@ -72,7 +87,7 @@ class Stats:
 
     def add(self, values: dict[str, Any]) -> None:
         for k, v in values.items():
-            v = v.detach().float().reshape(()) if torch.is_tensor(v) else float(v)
+            v = v.detach().reshape(()) if torch.is_tensor(v) else float(v)
             self.sums[k] = self.sums[k] + v if k in self.sums else v
             self.counts[k] = self.counts.get(k, 0) + 1
 
@@ -111,6 +126,7 @@ class TrainingLoss:
         self.use_diversity = uses_diversity(cfg)
         self.aux_tol = 1.0 / max(g.coords.train_vertical_positions - 1, 1)  # half the fake labels' spacing
         self.phases = phase_table(cfg)
+        self.terms = LossTerms()
 
     def run(self, phase: Phase, t: int, real: torch.Tensor, real_label: torch.Tensor) -> bool:
         """One phase; False when its step was skipped (non-finite loss or gradients)."""
@@ -193,7 +209,7 @@ class TrainingLoss:
             st["loss/g_aux"] = aux_l
         k = fake_in.pairs
         if self.use_diversity and k > 0:
-            div = L.diversity_loss(fake_in.zl[:k], fake_in.zl[k:2 * k], zs[:k], zs[k:2 * k])
+            div = (self.terms.diversity or L.diversity_loss)(fake_in.zl[:k], fake_in.zl[k:2 * k], zs[:k], zs[k:2 * k])
             loss = loss + tc.diversity_weight * div
             st["loss/diversity"] = div
         loss = loss + 0.0 * (rgb.float().sum() + zs.float().sum())
@@ -207,7 +223,8 @@ class TrainingLoss:
             rgb, zs, styles = self._generate(n.g_step, fake_in)
         pen, new_mean, lengths = L.path_length_penalty(
             rgb, styles, prog.pl_mean, tc.pl_decay, noise=direction,
-            reduce_mean=lambda m: dist_.all_reduce_mean(self.ctx, m))
+            reduce_mean=lambda m: dist_.all_reduce_mean(self.ctx, m),
+            lengths_of=self.terms.path_lengths or L.style_path_lengths)
         loss = tc.pl_weight * tc.pl_every * pen + 0.0 * (rgb.float().sum() + zs.float().sum())
         mean = float(new_mean.item())
 
