@@ -26,6 +26,10 @@ def register(cli: click.Group) -> None:
 @click.option("--iterations", default=None, type=int, help="the run's total number of iterations (default: the config's)")
 @click.option("--out", required=True, type=click.Path(), help="run directory")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its newest checkpoint")
+@click.option("--init-from", "init_from", default=None, type=click.Path(dir_okay=False),
+              help="start from a whole training checkpoint of the authors' code (G, D, G_ema, Adam states, "
+                   "iteration, path-length mean; the architecture read from the file; training settings "
+                   "from --preset/--config, default paper-101)")
 @click.option("--batch", "batch", default=None, type=int, help="global batch size (default: the config's)")
 @click.option("--workers", default=2, show_default=True, type=int, help="data loader processes per training process (0: load in-process)")
 @click.option("--seed", default=None, type=int, help="seed of weights, latents and data order (default 0; the run's on --resume)")
@@ -37,14 +41,15 @@ def register(cli: click.Group) -> None:
 @click.option("--deterministic", is_flag=True, help="torch.use_deterministic_algorithms(True) where possible")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_context
-def train_cmd(ctx, preset, config_file, data, iterations, out, resume, batch, workers, seed, device, amp,
+def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, batch, workers, seed, device, amp,
               checkpoint_every, sample_every, log_every, deterministic, quiet):
     """Train InfinityGAN (multi-GPU/CPU: torchrun --nproc_per_node N -m infinitygan train ...).
 
     Writes OUT/config.yaml, OUT/checkpoints/ckpt-*.safetensors (newest 3), OUT/logs (TensorBoard)
     and OUT/samples/iter-*.png. `generate --model OUT` and `info OUT` read the newest checkpoint.
     Ctrl-C or SIGTERM: the current iteration finishes, a checkpoint is written, and --resume
-    continues from it.
+    continues from it. --init-from FILE continues the authors' own training run in OUT (their
+    checkpoint is read safely: a file holding code is refused).
     """
     from ..config import load_config
     from ..io.runs import CONFIG_FILE
@@ -54,8 +59,12 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, batch, wo
 
     if preset and config_file:
         raise UserError("pass either --preset or --config, not both")
+    if init_from and resume:
+        raise UserError("--init-from starts a new run: it cannot be combined with --resume")
     run = Path(out)
-    if config_file:
+    if init_from:
+        cfg = load_config(config_file or preset or "paper-101")
+    elif config_file:
         cfg = load_config(Path(config_file))
     elif preset:
         cfg = load_config(preset)
@@ -65,9 +74,19 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, batch, wo
         cfg = load_config("tiny")
     changes = {k: v for k, v in (("iterations", iterations), ("batch_size", batch)) if v is not None}
     cfg = cfg.with_training(**changes)
+    init = None
+    if init_from:
+        from .official_init import official_training_state
+
+        cfg, tensors, meta = official_training_state(init_from, cfg.training)
+        done = int(meta["iteration"])
+        if cfg.training.iterations <= done:
+            raise UserError(f"{init_from} is at iteration {done}: --iterations must be larger "
+                            f"(the run's total, now {cfg.training.iterations})")
+        init = (tensors, meta)
     options = RunOptions(device=device, amp=amp, workers=workers, checkpoint_every=checkpoint_every,
                          sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet)
-    res = train(cfg, data, run, seed=seed, resume=resume, options=options)
+    res = train(cfg, data, run, seed=seed, resume=resume, options=options, init=init)
     if res["rank"] != 0:
         return
     if res["interrupted"]:

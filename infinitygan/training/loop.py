@@ -66,13 +66,15 @@ class StopSignals:
 
 
 def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = None, resume: bool = False,
-          options: RunOptions = RunOptions()) -> dict:
+          options: RunOptions = RunOptions(), init: tuple[dict, dict] | None = None) -> dict:
     """Train (or resume) the run in ``run_dir``; returns a summary dict.
 
     The trajectory: ``cfg`` (model and training config, its batch size and total ``iterations``
     included), ``seed`` (default 0, or the run's on resume: weights, random inputs, data order)
     and ``data`` ("procedural", an image folder or an LMDB: ``open_dataset``). ``options``: how
-    it runs. Distributed when launched by torchrun (WORLD_SIZE > 1).
+    it runs. Distributed when launched by torchrun (WORLD_SIZE > 1). ``init``: (checkpoint
+    tensors, metadata) to start a NEW run from (``official_init.official_training_state``: the
+    authors' training checkpoint), in place of fresh weights.
 
     Returns {"iteration", "images_seen", "checkpoint", "nan_skips", "seconds_per_iteration",
     "fingerprint" (sha256 of this rank's G, D, G_ema), "rank", "world_size", "interrupted"
@@ -93,6 +95,8 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
         seed, ckpt = run_seed, (state, meta)
     elif existing:
         raise UserError(f"{run} already holds checkpoints: use --resume to continue it, or another --out")
+    elif init is not None:
+        ckpt = init
     seed = 0 if seed is None else int(seed)
 
     dev = resolve_device(options.device)
