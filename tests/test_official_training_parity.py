@@ -479,12 +479,13 @@ def test_fake_label_formula(fx):
 
 
 def test_real_label_formula(fx):
-    """Theirs: row / 95 * 2 - 1 with rows 0..95 (their crop never takes the last row offset 96);
+    """Theirs: row / (F - P - 1) * 2 - 1 with rows 0..F - P - 1 (their crop never takes the last
+    offset F - P: 95 and 96 for 197 / 101);
     ours: row / (F - P) * 2 - 1 over every offset 0..F - P, so both ends of the image are +-1."""
     inp, _ = fx
     B, F_, P = inp["data/patch"].shape[0], inp["data/full"].shape[-1], inp["data/patch"].shape[-1]
     rows = torch.tensor([float(inp[f"data/crop_xst_{i}"]) for i in range(B)])
-    assert torch.allclose(inp["data/ac_coords"][:, 0].double(), (rows / 95 * 2 - 1).double(), atol=1e-7)
+    assert torch.allclose(inp["data/ac_coords"][:, 0].double(), (rows / (F_ - P - 1) * 2 - 1).double(), atol=1e-7)
     from infinitygan.training.data import random_patch
 
     img = torch.arange(F_, dtype=torch.float32).view(1, F_, 1).expand(3, F_, F_).contiguous()
