@@ -83,6 +83,21 @@ def test_preprocess_modes_and_crop():
     assert torch.equal(g[0], g[1]) and torch.equal(g[1], g[2])
 
 
+def test_load_uint8_at_another_size_stops_the_chain_there(folder):
+    """load_uint8(i, S): the same preprocessing ending at S; S = pre_resize: the pre-resized image
+    (the evaluation's reference images), not the full image shrunk."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = ImageFolderDataset(folder, full_size=F, pre_resize=24)
+    i = [p.name for p in ds.files].index("a.png")
+    with Image.open(ds.files[i]) as im:
+        sq = im.convert("RGB").crop((10, 0, 50, 40))  # 60x40: the centre 40x40 square
+        pre = np.asarray(sq.resize((24, 24), Image.Resampling.LANCZOS))
+    assert np.array_equal(ds.load_uint8(i, 24), pre)
+    assert np.array_equal(ds.load_uint8(i), np.asarray(Image.fromarray(pre).resize((F, F), Image.Resampling.LANCZOS)))
+    assert ds.load_uint8(i, 24).shape == (24, 24, 3)
+
+
 def test_folder_dataset(folder):
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
         ds = ImageFolderDataset(folder, full_size=F)
@@ -102,6 +117,12 @@ def test_folder_dataset(folder):
 def test_open_dataset_procedural_and_errors(tmp_path):
     ds = open_dataset("procedural", full_size=F, seed=2)
     assert isinstance(ds, ProceduralLandscapes) and ds[0].shape == (3, F, F)
+    # pre_resize is honoured like a folder's: render at F, Lanczos to pre_resize, Lanczos back to F
+    pre = open_dataset("procedural", full_size=F, pre_resize=16, seed=2)
+    assert pre.pre_resize == 16 and pre[0].shape == (3, F, F)
+    photo = Image.fromarray(ds.load_uint8(0))  # the rendered image (no pre_resize)
+    expect = preprocess(photo, F, 16)
+    assert torch.equal(pre[0], expect) and not torch.equal(pre[0], ds[0])
     f = tmp_path / "file.txt"
     f.write_text("x")
     with pytest.raises(UserError):
@@ -131,6 +152,10 @@ def test_lmdb_round_trip(folder, tmp_path):
         prepare_lmdb(folder, out, full_size=F, progress=False)
     with pytest.raises(UserError):
         LMDBDataset(out, full_size=F + 1)
+    # a pack holds its full size only: another size is refused in one line
+    assert np.array_equal(ds.load_uint8(0, F), ds.load_uint8(0))
+    with pytest.raises(UserError, match="--full-size 24"):
+        ds.load_uint8(0, 24)
 
 
 def test_lmdb_bad_paths(tmp_path):

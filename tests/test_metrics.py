@@ -49,6 +49,18 @@ def micro_model_file(tmp_path):
     return path
 
 
+@pytest.fixture
+def micro_pre_model_file(tmp_path):
+    """The micro model trained on data pre-resized to 24 (full size 33, patch 17)."""
+    from infinitygan.api import init_model
+
+    cfg = tmp_path / "micro-pre.yaml"
+    cfg.write_text(yaml.safe_dump({**MICRO, "training": {**MICRO["training"], "pre_resize": 24}}))
+    path = tmp_path / "micro-pre.safetensors"
+    init_model(str(cfg), seed=0).save(path)
+    return path
+
+
 def run(capsys, *args):
     rc = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -254,24 +266,95 @@ def test_placements_sizes_and_vertical_distribution():
     assert (lo, hi) == (0.0, tex.period * cell)
 
 
+def test_protocol_sizes_default_to_the_pre_resize():
+    cfg = load_config("tiny")
+    assert P.EvalProtocol.of(cfg) == P.EvalProtocol(full_size=197, reference_size=128, patch_size=101)
+    assert P.EvalProtocol.of(cfg, reference_size=197).reference_size == 197
+    cfg.training.pre_resize = None
+    assert P.EvalProtocol.of(cfg).reference_size == 197
+    proto = P.EvalProtocol(full_size=197, reference_size=128, patch_size=101)
+    assert [proto.generated_size(c) for c in (P.PATCH, 1, 2, 8)] == [101, 197, 394, 1576]
+    assert [proto.compared_size(c) for c in (P.PATCH, 1, 2, 8)] == [101, 128, 128, 128]
+
+
 def test_fake_views_are_the_engine_regions_resized(tiny_model):
     cfg = tiny_model.config
-    F = cfg.training.full_size
+    F, R = cfg.training.full_size, cfg.training.pre_resize
+    assert (F, R) == (197, 128)
     views = P.placements(cfg, 2, 1, seed=0) + P.placements(cfg, 1, 2, seed=0)
+    # default: downsampled to the reference size (the pre-resize), 1x included (197 -> 128)
     batches = list(P.fake_batches(tiny_model, views, "cpu", ("paper", "clean"), batch=2))
-    assert [b["paper"].shape for b in batches] == [(2, 3, F, F), (1, 3, F, F)]
+    assert [b["paper"].shape for b in batches] == [(2, 3, R, R), (1, 3, R, R)]
     assert all(b["paper"].dtype == torch.uint8 for b in batches)
-    # 1x: the full-size region itself (a composite of the engine's tiles), only quantized
     v = views[0]
-    img = tiny_model.generate(v.seed, F, F, x=v.x, y=v.y)
-    expect = P.quantize(torch.from_numpy(img).permute(2, 0, 1)[None])
-    assert torch.equal(batches[0]["paper"][:1], expect) and torch.equal(batches[0]["clean"][:1], expect)
-    # 2x: the (2F)^2 region downsampled, differently by the two modes
+    one = torch.from_numpy(tiny_model.generate(v.seed, F, F, x=v.x, y=v.y)).permute(2, 0, 1)[None]
+    for mode in ("paper", "clean"):
+        assert torch.equal(batches[0][mode][:1], P.quantize(P.resize(one, R, mode)))
+    assert not torch.equal(batches[0]["paper"], batches[0]["clean"])
+    # 2x: the (2F)^2 region downsampled to R, differently by the two modes
     v = views[2]
     big = torch.from_numpy(tiny_model.generate(v.seed, 2 * F, 2 * F, x=v.x, y=v.y)).permute(2, 0, 1)[None]
-    assert torch.equal(batches[1]["paper"], P.quantize(P.resize(big, F, "paper")))
-    assert torch.equal(batches[1]["clean"], P.quantize(P.resize(big, F, "clean")))
+    assert torch.equal(batches[1]["paper"], P.quantize(P.resize(big, R, "paper")))
+    assert torch.equal(batches[1]["clean"], P.quantize(P.resize(big, R, "clean")))
     assert not torch.equal(batches[1]["paper"], batches[1]["clean"])
+    # compared at the full size: the 1x region itself (a composite of the engine's tiles), only quantized
+    full = next(P.fake_batches(tiny_model, views[:1], "cpu", ("paper", "clean"), size=F))
+    assert torch.equal(full["paper"], P.quantize(one)) and torch.equal(full["clean"], P.quantize(one))
+
+
+def test_patch_views_and_real_crops(tiny_model):
+    """The training-resolution column: P x P regions of the generator, not resized, centred like
+    the 1x views; P x P crops of the preprocessed real full images, at seeded uniform positions."""
+    from infinitygan.training.data import open_dataset
+
+    cfg = tiny_model.config
+    F, Pz = cfg.training.full_size, cfg.generator.patch_size
+    views = P.placements(cfg, 2, 1, seed=4, size=Pz)
+    ones = P.placements(cfg, 2, 1, seed=4)
+    for p, o in zip(views, ones):
+        assert p.size == Pz and p.seed == o.seed
+        assert abs((p.y + Pz / 2) - (o.y + F / 2)) <= 1 and abs((p.x + Pz // 2) - (o.x + F // 2)) <= 1
+    b = next(P.fake_batches(tiny_model, views, "cpu", ("paper", "clean"), size=Pz))
+    v = views[1]
+    expect = P.quantize(torch.from_numpy(tiny_model.generate(v.seed, Pz, Pz, x=v.x, y=v.y)).permute(2, 0, 1))
+    assert b["paper"].shape == (2, 3, Pz, Pz) and torch.equal(b["paper"][1], expect)
+    ds = open_dataset("procedural", 64, 32, seed=0)
+    idx = np.array([5, 2, 9, 7])
+    crops = torch.cat(list(P.real_patch_batches(ds, idx, 21, seed=3, batch=3)))
+    assert crops.shape == (4, 3, 21, 21) and crops.dtype == torch.uint8
+    positions = []
+    for k, j in enumerate(idx):
+        r, c = P.crop_position(64, 21, 3, int(j))
+        assert 0 <= r <= 64 - 21 and 0 <= c <= 64 - 21
+        positions.append((r, c))
+        full = torch.from_numpy(np.array(ds.load_uint8(int(j)))).permute(2, 0, 1)  # the training images (pre-resized, back to 64)
+        assert torch.equal(crops[k], full[:, r:r + 21, c:c + 21])
+    assert len(set(positions)) > 1
+    assert P.crop_position(64, 21, 3, 5) == P.crop_position(64, 21, 3, 5) != P.crop_position(64, 21, 4, 5)
+
+
+def test_reals_are_at_the_reference_size_not_upsampled():
+    """The real images at R are the data's preprocessing stopped at R: for the procedural data
+    (rendered at F, pre-resized to R) the pre-resized image itself, not the F image shrunk."""
+    from PIL import Image
+
+    from infinitygan.training.data import open_dataset
+    from infinitygan.training.procedural import render_landscape
+
+    ds = open_dataset("procedural", 64, 24, seed=0)
+    idx = np.array([3, 0])
+    reals = torch.cat(list(P.real_batches(ds, idx, size=24)))
+    assert reals.shape == (2, 3, 24, 24) and reals.dtype == torch.uint8
+    for k, j in enumerate(idx):
+        photo = Image.fromarray(render_landscape(ds.image_seed(int(j)), 64, 64))
+        pre = np.asarray(photo.resize((24, 24), Image.Resampling.LANCZOS))
+        assert np.array_equal(reals[k].permute(1, 2, 0).numpy(), pre)
+        trained = ds.load_uint8(int(j))  # what training sees: 24 -> 64
+        assert trained.shape == (64, 64, 3)
+        shrunk = np.asarray(Image.fromarray(trained).resize((24, 24), Image.Resampling.LANCZOS))
+        assert not np.array_equal(shrunk, pre)
+    # without a size: the full images
+    assert next(P.real_batches(ds, idx)).shape == (2, 3, 64, 64)
 
 
 def test_real_indices_distinct_and_disjoint():
@@ -326,10 +409,12 @@ def test_eval_swd_scales_modes_csv_and_floor(micro_model_file, tmp_path, capsys)
     for r in rows:
         assert r["metric"] == "swd" and r["num_fake"] == 3 and r["num_real"] == 3 and r["full_size"] == 33
         assert r["generated_size"] == 33 * r["scale"] and math.isfinite(r["value"]) and r["value"] > 0
+        assert r["reference_size"] == r["compared_size"] == 33  # no pre-resize: the full size
     assert rows[0]["value"] == rows[1]["value"]  # 1x: no resize, the two modes agree
     assert rows[2]["value"] != rows[3]["value"]
     table = list(csv.DictReader(out_csv.open()))
     assert [float(t["value"]) for t in table] == [r["value"] for r in rows]
+    assert [int(t["compared_size"]) for t in table] == [33] * 4
     # deterministic
     rc, out2, _ = run(capsys, "eval", "--metric", "swd", "--model", micro_model_file, "--num", 3,
                       "--scale", "1", "--seed", 3, "--device", "cpu", "--quiet")
@@ -346,8 +431,86 @@ def test_eval_swd_scales_modes_csv_and_floor(micro_model_file, tmp_path, capsys)
     (["--resize", "nearest"], "--resize"),
     (["--num", "1"], "--num"),
     (["--csv", "/nonexistent-dir/t.csv"], "--csv"),
+    (["--scale", "patches"], "--scale"),
+    (["--reference-size", "0"], "--reference-size"),
+    (["--reference-size", "8"], "reference size"),
+    (["--reference-size", "40"], "reference size"),
 ])
 def test_eval_bad_input_exits_2(micro_model_file, capsys, args, needle):
     rc, out, err = run(capsys, "eval", "--model", micro_model_file, "--device", "cpu", *args)
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("infinitygan: error: ") and needle in lines[0]
+
+
+class _SizeSpy:
+    """Records the image sizes each side of every SWD accumulator receives."""
+
+    def __init__(self, monkeypatch):
+        from infinitygan.metrics import swd
+
+        self.seen = []
+        spy = self
+        base = swd.SWDAccumulator
+
+        class Recording(base):
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                self.sizes = {"real": set(), "fake": set()}
+                spy.seen.append(self.sizes)
+
+            def add_real(self, batch):
+                self.sizes["real"].add(tuple(batch.shape[-2:]))
+                super().add_real(batch)
+
+            def add_fake(self, batch):
+                self.sizes["fake"].add(tuple(batch.shape[-2:]))
+                super().add_fake(batch)
+
+        monkeypatch.setattr(swd, "SWDAccumulator", Recording)
+
+
+def test_eval_compares_at_the_reference_size_and_the_patch(micro_pre_model_file, monkeypatch, capsys):
+    """pre_resize 24: the N x columns see 24-pixel reals and N x 33-pixel views brought to 24; the
+    patch column sees 17-pixel views and 17-pixel crops; --reference-size overrides R."""
+    spy = _SizeSpy(monkeypatch)
+    rc, out, err = run(capsys, "eval", "--metric", "swd", "--model", micro_pre_model_file, "--num", 3,
+                       "--scale", "patch,1,2", "--resize", "paper,clean", "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert [(r["scale"], r["resize"]) for r in rows] == [
+        ("patch", "paper"), ("patch", "clean"), (1, "paper"), (1, "clean"), (2, "paper"), (2, "clean")]
+    assert [(r["generated_size"], r["compared_size"]) for r in rows] == [(17, 17)] * 2 + [(33, 24)] * 2 + [(66, 24)] * 2
+    assert all(r["reference_size"] == 24 and r["full_size"] == 33 for r in rows)
+    assert rows[0]["value"] == rows[1]["value"]  # patches are not resized
+    assert rows[2]["value"] != rows[3]["value"]  # 1x is resized 33 -> 24 now
+    # the accumulators: one for the patch column, one per mode for 1x and 2x
+    assert spy.seen == [{"real": {(17, 17)}, "fake": {(17, 17)}}] + [{"real": {(24, 24)}, "fake": {(24, 24)}}] * 4
+    # an explicit reference size
+    spy.seen.clear()
+    rc, out, err = run(capsys, "eval", "--metric", "swd", "--model", micro_pre_model_file, "--num", 3,
+                       "--scale", "1", "--reference-size", 33, "--device", "cpu", "--quiet")
+    row = json.loads(out)
+    assert rc == 0 and (row["reference_size"], row["compared_size"]) == (33, 33)
+    assert spy.seen == [{"real": {(33, 33)}, "fake": {(33, 33)}}]
+    # floors: two disjoint real sets at R, and of crops at P
+    rc, out, err = run(capsys, "eval", "--metric", "swd", "--model", micro_pre_model_file, "--num", 3,
+                       "--scale", "1,patch", "--floor", "--device", "cpu", "--quiet")
+    rows = [json.loads(line) for line in out.strip().splitlines()]
+    assert rc == 0 and [(r["scale"], r["compared_size"]) for r in rows] == [(1, 24), ("patch", 17)]
+    assert all(r["model"] == "real (floor)" and r["value"] > 0 for r in rows)
+
+
+def test_reference_real_set_is_the_pre_resized_images(micro_pre_model_file):
+    """What evaluate compares the N x views with: the real set at R, the procedural images'
+    pre-resized stage, from the dataset the model trains on."""
+    from infinitygan.api import load_model
+    from infinitygan.training.data import open_dataset
+
+    model = load_model(micro_pre_model_file)
+    ds = open_dataset("procedural", 33, 24, seed=0)
+    real = E.RealSet("procedural", ds, 3, seed=0, size=24)
+    assert real.images.shape == (3, 3, 24, 24)
+    for k, j in enumerate(real.indices):
+        assert np.array_equal(real.images[k].permute(1, 2, 0).numpy(), ds.load_uint8(int(j), 24))
+    patch = E.RealSet("procedural", ds, 3, seed=0, patch=model.config.generator.patch_size)
+    assert patch.images.shape == (3, 3, 17, 17)

@@ -100,3 +100,23 @@ def test_dataset():
         pass
     else:
         raise AssertionError("expected IndexError")
+
+
+def test_dataset_honours_pre_resize_like_a_folder():
+    """pre_resize: the render at ``size`` goes through Lanczos to pre_resize, then Lanczos to
+    ``size`` (data.preprocess_uint8, the folders' chain); load_uint8(i, pre_resize) stops there."""
+    from PIL import Image
+
+    plain = ProceduralLandscapes(size=64, length=10, seed=3)
+    pre = ProceduralLandscapes(size=64, length=10, seed=3, pre_resize=32)
+    photo = Image.fromarray(render_landscape(pre.image_seed(4), 64, 64))
+    small = photo.resize((32, 32), Image.Resampling.LANCZOS)
+    back = np.asarray(small.resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.array_equal(pre.load_uint8(4), back)
+    assert torch.equal(pre[4], torch.from_numpy(back.transpose(2, 0, 1).copy()).float().div(127.5).sub(1.0))
+    assert np.array_equal(pre.load_uint8(4, 32), np.asarray(small))
+    assert np.array_equal(plain.load_uint8(4), np.asarray(photo))  # no pre_resize: the render itself
+    assert not torch.equal(pre[4], plain[4])
+    # less detail: the pre-resized image is smoother (mean absolute horizontal gradient)
+    grad = lambda a: np.abs(np.diff(a.astype(np.float64), axis=1)).mean()  # noqa: E731
+    assert grad(pre.load_uint8(4)) < grad(plain.load_uint8(4))

@@ -131,10 +131,12 @@ def test_streaming_equals_one_shot(sets):
     assert from_iter["levels"] == pytest.approx(one_shot["levels"], rel=1e-5)
 
 
-def test_pyramid_levels_197_and_101():
+def test_pyramid_levels_197_128_and_101():
+    """The evaluation's sizes: 197 (full), 128 (the reference size of the N x columns), 101 (patch)."""
     assert pyramid_sizes(197, 197) == [(197, 197), (99, 99), (50, 50), (25, 25)]
+    assert pyramid_sizes(128, 128) == [(128, 128), (64, 64), (32, 32), (16, 16)]
     assert pyramid_sizes(101, 101) == [(101, 101), (51, 51), (26, 26)]
-    for size, expect in ((197, [197, 99, 50, 25]), (101, [101, 51, 26])):
+    for size, expect in ((197, [197, 99, 50, 25]), (128, [128, 64, 32, 16]), (101, [101, 51, 26])):
         x = white_noise(2, size=size)
         levels = laplacian_pyramid(x)
         assert [lv.shape[-1] for lv in levels] == expect

@@ -16,21 +16,34 @@ import click
 from ..errors import UserError
 
 CSV_FIELDS = ("model", "metric", "scale", "resize", "value", "std", "num_fake", "num_real", "full_size",
-              "generated_size", "seed", "data", "seconds")
+              "reference_size", "generated_size", "compared_size", "seed", "data", "seconds")
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(eval_cmd)
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        vals = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise UserError(f"{what} must be positive integers, got {text!r}")
-    return vals
+def _scales(text: str) -> list:
+    """``--scale``: comma-separated positive integers and/or ``patch``."""
+    from .protocol import PATCH
+
+    out = []
+    for t in (t.strip() for t in text.split(",")):
+        if not t:
+            continue
+        if t == PATCH:
+            out.append(PATCH)
+            continue
+        try:
+            v = int(t)
+        except ValueError:
+            raise UserError(f"--scale must be comma-separated positive integers or {PATCH!r}, got {text!r}") from None
+        if v < 1:
+            raise UserError(f"--scale must be positive integers or {PATCH!r}, got {text!r}")
+        out.append(v)
+    if not out:
+        raise UserError(f"--scale must be comma-separated positive integers or {PATCH!r}, got {text!r}")
+    return out
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -49,7 +62,11 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
 @click.command("eval")
 @click.option("--metric", default="swd", show_default=True, type=click.Choice(["fid", "kid", "swd"]))
 @click.option("--scale", "scales", default="1", show_default=True,
-              help="comma-separated N: generated views N times the real images' full size, downsampled to it")
+              help="comma-separated columns: N (views N times the full size, downsampled to the reference size) "
+                   "and/or 'patch' (the generator's training patches against crops of the real full images)")
+@click.option("--reference-size", "reference_size", default=None, type=int,
+              help="size the N x columns compare at (default: the model's training.pre_resize, 128 for the presets; "
+                   "its full size when there is none)")
 @click.option("--resize", "resize", default="paper", show_default=True,
               help="paper (bilinear, align_corners=True, as in the authors' code), clean (antialiased bicubic) or paper,clean")
 @click.option("--model", "model_path", default=None, type=click.Path(), help="model file or run directory (default: bundled)")
@@ -64,14 +81,17 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="also write the rows to this CSV file")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def eval_cmd(metric, scales, resize, model_path, data, num, seed, floor, inception_weights, cache_dir, no_cache,
+def eval_cmd(metric, scales, reference_size, resize, model_path, data, num, seed, floor, inception_weights, cache_dir, no_cache,
              csv_path, device, quiet):
-    """Print one JSON object per scale (and resize mode): metric, scale, resize, value, ...
+    """Print one JSON object per column (and resize mode): metric, scale, resize, value, ...
 
-    The paper's protocol (Table 1, Appendix S): at scale N, views of N F x N F pixels (F: the
-    model's training.full_size, 197 for the presets) of random canvas seeds, random horizontal
-    positions and vertical placements drawn like the training windows', downsampled to F x F
-    and compared with --num whole real F x F images. FID/KID use the standard Inception-v3
+    The paper's protocol (Section 4.1, Table 1, Appendix S): at scale N, views of N F x N F pixels
+    (F: the model's training.full_size, 197 for the presets) of random canvas seeds, random
+    horizontal positions and vertical placements drawn like the training windows', downsampled
+    to the reference size R (the data's pre-resize, 128 for the presets) and compared with --num
+    whole real images at R (center-cropped and Lanczos-resized to R, never upsampled). Column
+    'patch': the generator's P x P training-size patches (101) against P x P crops of the
+    preprocessed real F x F images. FID/KID use the standard Inception-v3
     pool3 features (torch-fidelity; weights never downloaded), SWD the Laplacian-pyramid sliced
     Wasserstein distance (x1e3). Lower is better. See docs/evaluation.md.
     """
@@ -81,7 +101,9 @@ def eval_cmd(metric, scales, resize, model_path, data, num, seed, floor, incepti
 
     if num < 2:
         raise UserError(f"--num must be >= 2, got {num}")
-    scale_list = _int_list(scales, "--scale")
+    scale_list = _scales(scales)
+    if reference_size is not None and reference_size < 1:
+        raise UserError(f"--reference-size must be a positive integer, got {reference_size}")
     modes = [m.strip() for m in resize.split(",") if m.strip()]
     bad = [m for m in modes if m not in RESIZE_MODES]
     if bad or not modes:
@@ -96,7 +118,8 @@ def eval_cmd(metric, scales, resize, model_path, data, num, seed, floor, incepti
     rows = []
     for row in evaluate(model, data, metric, scale_list, modes, num, seed=seed, device=dev,
                         inception_weights=inception_weights, cache_dir=cache, floor=floor,
-                        progress=not quiet, model_name=str(model_path) if model_path else "bundled"):
+                        progress=not quiet, model_name=str(model_path) if model_path else "bundled",
+                        reference_size=reference_size):
         click.echo(json.dumps(row))
         rows.append(row)
     if csv_path:

@@ -1,14 +1,29 @@
-"""The evaluation protocol of the paper (Section 4, Table 1, Appendix S): which images are compared.
+"""The evaluation protocol of the paper (Section 4.1, Table 1, Appendix S): which images are compared.
 
-Real set: ``num`` WHOLE full images of the data (F x F: 197 for paper-101, the config's
-``training.full_size``), as the data loader preprocesses them (no flip, no crop), drawn without
-replacement with the evaluation seed.
+Sizes (:class:`EvalProtocol`). F = the model's full size (``training.full_size``, 197 for the
+presets); R = the reference size, the size both sets are compared at: by default the data's
+pre-resize (``training.pre_resize``, 128 for the presets: the paper's real images are resized to
+128 before 197, and the baselines see 128-pixel images), else F; P = the generator's training
+patch (``generator.patch_size``, 101).
+
+Real set (``N x`` columns): ``num`` whole real images AT THE REFERENCE SIZE, drawn without
+replacement with the evaluation seed: the data's own preprocessing stopped at R (center crop,
+Lanczos to ``pre_resize``; with R = pre_resize they are the pre-resized images themselves, never
+upsampled to F and back). No flip, no crop.
 
 Fake set at scale N (the paper's "N x ScaleInv"): regions of (N F) x (N F) pixels of the
-generator's infinite image, each of a random canvas seed, at a random horizontal position and at
-a vertical placement drawn like the training windows' (below), downsampled to F x F and
-quantized to 8 bits like a saved image. At 1x the region is F x F (for InfinityGAN a composite
-of patches: the engine renders any region, and its tiles agree pixel for pixel), so no resize.
+generator's infinite image (InfinityGAN generates 197 / 128 = 1.54x the baselines' field of view,
+paper Section 4.1), each of a random canvas seed, at a random horizontal position and at a
+vertical placement drawn like the training windows' (below), downsampled to R x R and quantized
+to 8 bits like a saved image. At 1x the region is F x F (for InfinityGAN a composite of patches:
+the engine renders any region, and its tiles agree pixel for pixel), resized F -> R (none when
+R = F).
+
+Training-resolution column (``patch``, the paper's "FID at G training resolution"): P x P regions
+of the generator (the size of its training patches; the same seeds and centres as the 1x views),
+not resized, against P x P crops of the preprocessed real full images (F x F, exactly the images
+the training crops come from), one crop per real image at a uniformly drawn position (seeded by
+the evaluation seed and the image's index; no flip).
 
 Vertical placement. A real full image is the union of the real training crops (rows 0 .. F - P),
 and ``sample_training_coords`` matches the crops' row offsets (labels in [-1, 1]) with the
@@ -23,7 +38,7 @@ the whole period. The offset is in canvas pixels at every scale: an N x view is 
 
 Resizing (``--resize``): ``paper`` is the authors' code, bilinear with ``align_corners=True`` and
 no antialiasing (it aliases when downsampling by 4 or 8); ``clean`` is antialiased bicubic (the
-point of clean-fid: downsample like PIL does). Both produce exactly F x F.
+point of clean-fid: downsample like PIL does). Both produce exactly R x R.
 """
 from __future__ import annotations
 
@@ -35,6 +50,45 @@ import torch
 import torch.nn.functional as F
 
 RESIZE_MODES = ("paper", "clean")
+PATCH = "patch"
+"""The training-resolution column's name among the scales (``--scale patch,1,2,4,8``)."""
+MIN_SIZE = 16
+"""Smallest compared size (the SWD's coarsest pyramid level)."""
+
+
+def default_reference_size(model_config) -> int:
+    """The data's pre-resize (``training.pre_resize``) when set, else the full size."""
+    t = model_config.training
+    return int(t.pre_resize) if t.pre_resize else int(t.full_size)
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """The sizes of an evaluation (see the module docstring).
+
+    full_size: F, the model's full image size (N x views are N F pixels);
+    reference_size: R, what the reals are and what the views are downsampled to;
+    patch_size: P, the training-resolution column's size.
+    """
+
+    full_size: int
+    reference_size: int
+    patch_size: int
+
+    @classmethod
+    def of(cls, model_config, reference_size: int | None = None) -> "EvalProtocol":
+        """The protocol of a model; ``reference_size`` None: :func:`default_reference_size`."""
+        full = int(model_config.training.full_size)
+        ref = default_reference_size(model_config) if reference_size is None else int(reference_size)
+        return cls(full, ref, int(model_config.generator.patch_size))
+
+    def compared_size(self, scale) -> int:
+        """The size both sets have in a column: P for ``patch``, R for every N x."""
+        return self.patch_size if scale == PATCH else self.reference_size
+
+    def generated_size(self, scale) -> int:
+        """The side of the generated region of a column: P for ``patch``, N F for N x."""
+        return self.patch_size if scale == PATCH else int(scale) * self.full_size
 
 
 def resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
@@ -78,15 +132,17 @@ def vertical_offset_range(coords, n_up: int) -> tuple[float, float]:
     return -V / 2 * cell, V / 2 * cell
 
 
-def placements(model_config, num: int, scale: int, seed: int) -> list[Placement]:
-    """The ``num`` fake views at ``scale`` (regions of scale * full_size pixels).
+def placements(model_config, num: int, scale: int, seed: int, size: int | None = None) -> list[Placement]:
+    """The ``num`` fake views at ``scale`` (regions of scale * full_size pixels, or of ``size``
+    pixels when given: the training-resolution column's P x P regions).
 
     The draws (canvas seed, horizontal position, vertical offset) depend only on (seed, index),
-    not on the scale: view i of 1x and view i of 8x share the seed and the centre.
+    not on the scale or the size: view i of 1x, of 8x and of the patch column share the seed and
+    the centre.
     """
     g = model_config.generator
     full = model_config.training.full_size
-    size = int(scale) * full
+    size = int(scale) * full if size is None else int(size)
     lo, hi = vertical_offset_range(g.coords, g.n_up)
     rng = np.random.default_rng([int(seed) & ((1 << 63) - 1), 0x5CA1E])
     out = []
@@ -100,9 +156,10 @@ def placements(model_config, num: int, scale: int, seed: int) -> list[Placement]
 
 
 def fake_batches(model, views: list[Placement], device, modes: tuple[str, ...] = ("paper",),
-                 batch: int = 8, progress=None) -> Iterator[dict[str, torch.Tensor]]:
-    """Render the views and yield {mode: uint8 (n, 3, F, F)} batches (one render, every mode)."""
-    full = model.config.training.full_size
+                 batch: int = 8, progress=None, size: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Render the views and yield {mode: uint8 (n, 3, S, S)} batches (one render, every mode),
+    S = ``size`` (default: the model's reference size, :func:`default_reference_size`)."""
+    full = default_reference_size(model.config) if size is None else int(size)
     synth = model.synthesizer(device)
     buf: list[torch.Tensor] = []
 
@@ -131,8 +188,44 @@ def real_indices(n_data: int, num: int, seed: int, exclude: np.ndarray | None = 
     return pool[rng.choice(len(pool), size=take, replace=False)]
 
 
-def real_batches(dataset, indices: np.ndarray, batch: int = 32) -> Iterator[torch.Tensor]:
-    """uint8 (n, 3, F, F) batches of the real full images ``indices``."""
+def _real_uint8(dataset, index: int, size: int | None) -> torch.Tensor:
+    """Real image ``index`` as uint8 (3, S, S): the dataset's preprocessing ended at ``size``
+    (``load_uint8(i, size)``; None: its full size)."""
+    load = getattr(dataset, "load_uint8", None)
+    if load is not None:
+        arr = load(int(index), size) if size else load(int(index))
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    x = quantize(dataset[int(index)])
+    if size and x.shape[-1] != size:
+        raise ValueError(f"dataset images are {x.shape[-1]}px and cannot be given at {size}px")
+    return x
+
+
+def real_batches(dataset, indices: np.ndarray, batch: int = 32, size: int | None = None) -> Iterator[torch.Tensor]:
+    """uint8 (n, 3, S, S) batches of the real images ``indices`` at size S = ``size`` (the
+    reference size; default the data's full size), never upsampled from the full images."""
     for i in range(0, len(indices), batch):
-        x = torch.stack([dataset[int(j)] for j in indices[i:i + batch]])
-        yield quantize(x)
+        yield torch.stack([_real_uint8(dataset, int(j), size) for j in indices[i:i + batch]])
+
+
+def crop_position(full: int, patch: int, seed: int, index: int) -> tuple[int, int]:
+    """(row, column) of the training-resolution crop of real image ``index``: uniform over the
+    (full - patch + 1)^2 positions, a function of (seed, index) only."""
+    rng = np.random.default_rng([int(seed) & ((1 << 63) - 1), int(index), 0xC409])
+    row, col = rng.integers(0, full - patch + 1, size=2)
+    return int(row), int(col)
+
+
+def real_patch_batches(dataset, indices: np.ndarray, patch: int, seed: int, batch: int = 32
+                       ) -> Iterator[torch.Tensor]:
+    """uint8 (n, 3, P, P) batches: one P x P crop (:func:`crop_position`) of each preprocessed
+    real full image (the images the training crops come from)."""
+    for i in range(0, len(indices), batch):
+        out = []
+        for j in indices[i:i + batch]:
+            x = _real_uint8(dataset, int(j), None)
+            if x.shape[-1] < patch:
+                raise ValueError(f"real images of {x.shape[-1]}px are smaller than the patch {patch}")
+            r, c = crop_position(x.shape[-1], patch, seed, int(j))
+            out.append(x[:, r:r + patch, c:c + patch])
+        yield torch.stack(out).contiguous()

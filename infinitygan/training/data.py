@@ -9,7 +9,11 @@ crop's vertical position ``row / (F - patch) * 2 - 1`` in [-1, 1].
 Shapes / dtypes:
     preprocess(img, F, pre)            -> float32 (3, F, F) in [-1, 1]
     ImageFolderDataset / LMDBDataset   -> item: float32 (3, F, F) in [-1, 1]
-    ProceduralLandscapes               -> item: float32 (3, F, F) in [-1, 1]
+    ProceduralLandscapes               -> item: float32 (3, F, F) in [-1, 1] (rendered at F,
+                                          then pre-resized and resized to F like a folder's)
+    dataset.load_uint8(i, size=None)   -> uint8 (S, S, 3): the same chain ending at S (default F);
+                                          S = pre_resize gives the pre-resized image itself
+                                          (the evaluation's reference images)
     random_patch(img (3, F, F), p, g)  -> (float32 (3, p, p), float label in [-1, 1])
     PatchDataset[(q, i)]               -> (float32 (3, p, p), float32 0-d label)
     endless_batches(PatchDataset, B)   -> batches (float32 (b, 3, p, p), float32 (b,)), b = B / W
@@ -184,9 +188,11 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def load_uint8(self, index: int) -> np.ndarray:
-        """Preprocessed image ``index`` as (F, F, 3) uint8 (raises if it cannot be decoded)."""
-        return _load_uint8(self.files[index], self.full_size, self.pre_resize)
+    def load_uint8(self, index: int, size: int | None = None) -> np.ndarray:
+        """Preprocessed image ``index`` as (S, S, 3) uint8, S = ``size`` or the full size (raises
+        if it cannot be decoded). The chain is the same (crop, pre-resize, resize to S): with
+        S = ``pre_resize`` it stops at the pre-resized image."""
+        return _load_uint8(self.files[index], int(size) if size else self.full_size, self.pre_resize)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         n = len(self.files)
@@ -376,8 +382,13 @@ class LMDBDataset(Dataset):
     def __len__(self) -> int:
         return self.count
 
-    def load_uint8(self, index: int) -> np.ndarray:
-        """Image ``index`` as (F, F, 3) uint8."""
+    def load_uint8(self, index: int, size: int | None = None) -> np.ndarray:
+        """Image ``index`` as (F, F, 3) uint8. The pack holds only its full size F: another
+        ``size`` is a UserError (pack the images again with ``prepare --full-size S``)."""
+        if size and int(size) != self.full_size:
+            raise UserError(
+                f"LMDB {self.path} holds {self.full_size}px images, not {int(size)}px ones: prepare the "
+                f"folder again with --full-size {int(size)}, or use the image folder itself")
         if not 0 <= index < self.count:
             raise IndexError(f"index {index} out of range for {self.count} images")
         raw = self._txn_get(b"%08d" % index)
@@ -398,9 +409,12 @@ class LMDBDataset(Dataset):
 
 # --------------------------------------------------------------------- dataset spec
 def open_dataset(spec: str, full_size: int = 197, pre_resize: int | None = None, seed: int = 0) -> Dataset:
-    """``"procedural"`` | an LMDB (dir with data.mdb, or ``*.lmdb``) | an image folder."""
+    """``"procedural"`` | an LMDB (dir with data.mdb, or ``*.lmdb``) | an image folder.
+
+    ``pre_resize`` applies to all three (the procedural images are rendered at ``full_size``, then
+    pre-resized and resized back like a folder's; an LMDB keeps what it was packed with)."""
     if spec == "procedural":
-        return ProceduralLandscapes(size=full_size, seed=seed)
+        return ProceduralLandscapes(size=full_size, seed=seed, pre_resize=pre_resize)
     p = Path(spec).expanduser()
     if _is_lmdb_path(p):
         return LMDBDataset(p, full_size=full_size, pre_resize=pre_resize)

@@ -19,6 +19,10 @@ the same seed (only the separable blurs of the reflection differ at the border).
 Shapes:
     render_landscape(seed, H, W)   -> np.ndarray (H, W, 3) uint8
     ProceduralLandscapes()[i]      -> torch.float32 (3, size, size) in [-1, 1]
+
+With ``pre_resize`` (``open_dataset("procedural", 197, 128)``, as the presets train), each
+rendered image is Lanczos-resized to ``pre_resize`` and back to ``size``, like the images of a
+folder (``data.preprocess_uint8``).
 """
 
 from __future__ import annotations
@@ -333,16 +337,25 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- dataset
 class ProceduralLandscapes(Dataset):
-    """Infinite-ish procedural dataset of full images.
+    """Infinite-ish procedural dataset of full images, preprocessed like an image folder.
 
-    ``ds[i]`` -> float32 tensor (3, size, size) in [-1, 1], a deterministic function of
-    ``(seed, i)``.  ``len(ds) == length``.
+    Image ``i`` is rendered at ``size`` x ``size`` (its "photo", a deterministic function of
+    ``(seed, i)``), then goes through the image folders' preprocessing
+    (``data.preprocess_uint8``): Lanczos-resized to ``pre_resize`` when set (128 in the paper's
+    main protocol), then Lanczos-resized back to ``size``. So with ``pre_resize`` the data holds
+    what a 128-pixel photo holds, upsampled to the full size, as for folders.
+
+    ``ds[i]`` -> float32 tensor (3, size, size) in [-1, 1]; ``ds.load_uint8(i)`` -> the same as
+    uint8 (size, size, 3); ``ds.load_uint8(i, r)`` -> the image at size ``r`` through the same
+    chain (render at ``size``, pre-resize, resize to ``r``): with ``r == pre_resize`` the
+    pre-resized image itself (the evaluation's reference images). ``len(ds) == length``.
     """
 
-    def __init__(self, size: int = 197, length: int = 100_000, seed: int = 0):
+    def __init__(self, size: int = 197, length: int = 100_000, seed: int = 0, pre_resize: int | None = None):
         self.size = int(size)
         self.length = int(length)
         self.seed = int(seed)
+        self.pre_resize = int(pre_resize) if pre_resize else None
 
     def __len__(self) -> int:
         return self.length
@@ -352,11 +365,27 @@ class ProceduralLandscapes(Dataset):
         ss = np.random.SeedSequence([self.seed & ((1 << 63) - 1), int(index), 0x1F6A])
         return int(ss.generate_state(1, dtype=np.uint64)[0])
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def _index(self, index: int) -> int:
+        index = int(index)
         if index < 0:
             index += self.length
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} images")
-        arr = render_landscape(self.image_seed(index), self.size, self.size)
+        return index
+
+    def load_uint8(self, index: int, size: int | None = None) -> np.ndarray:
+        """Image ``index`` as (S, S, 3) uint8, S = ``size`` (default: the dataset's size)."""
+        arr = render_landscape(self.image_seed(self._index(index)), self.size, self.size)
+        out = int(size) if size else self.size
+        if self.pre_resize is None and out == self.size:
+            return arr
+        from PIL import Image
+
+        from .data import preprocess_uint8  # the folders' preprocessing (imported late: data imports us)
+
+        return preprocess_uint8(Image.fromarray(arr), out, self.pre_resize)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        arr = self.load_uint8(index)
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
         return x.div_(127.5).sub_(1.0)
