@@ -4,9 +4,10 @@
         --models infinitygan-tiny=runs/table1/infinitygan-tiny/kept/ckpt-....safetensors,...
 
 Writes OUT/evaluation_swd.png (SWD against scale, one line per model and resize mode, the real
-floor as a band) and OUT/evaluation_samples.jpg (per model: four 1x views and two 8x views
-downsampled to the full size with the clean resize, i.e. what the metric compares), and prints
-the markdown table. Needs matplotlib (the `plots` extra).
+floor as a band; the training-resolution column `patch` as its own marker at the left) and
+OUT/evaluation_samples.jpg (per model: four 1x views and two 8x views downsampled to the
+reference size with the clean resize, i.e. what the metric compares), and prints the markdown
+table (columns: `patch` when measured, then N x). Needs matplotlib (the `plots` extra).
 """
 from __future__ import annotations
 
@@ -22,21 +23,41 @@ def read_rows(csv_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
+PATCH = "patch"
+
+
+def _col(scale: str):
+    return PATCH if scale == PATCH else int(scale)
+
+
+def _columns(rows: dict[str, list[dict]], names: list[str]) -> list:
+    cols = {_col(r["scale"]) for k in names for r in rows.get(k, [])}
+    return ([PATCH] if PATCH in cols else []) + sorted(c for c in cols if c != PATCH)
+
+
+def _head(c) -> str:
+    return "train-res (patch)" if c == PATCH else f"{c}x"
+
+
 def table(rows: dict[str, list[dict]], order: list[str], floor: str = "floor") -> str:
-    scales = sorted({int(r["scale"]) for k in order for r in rows.get(k, [])})
-    head = "| model | resize | " + " | ".join(f"{s}x" for s in scales) + f" | {scales[-1]}x / 1x |"
-    lines = [head, "|" + "---|" * (len(scales) + 3)]
+    cols = _columns(rows, order)
+    scales = [c for c in cols if c != PATCH]
+    head = "| model | resize | " + " | ".join(_head(c) for c in cols) + f" | {scales[-1]}x / 1x |"
+    lines = [head, "|" + "---|" * (len(cols) + 3)]
     for name in order:
         for mode in ("paper", "clean"):
-            vals = {int(r["scale"]): float(r["value"]) for r in rows.get(name, []) if r["resize"] == mode}
+            vals = {_col(r["scale"]): float(r["value"]) for r in rows.get(name, []) if r["resize"] == mode}
             if not vals:
                 continue
-            cells = [f"{vals[s]:.1f}" if s in vals else "-" for s in scales]
+            cells = [f"{vals[c]:.1f}" if c in vals else "-" for c in cols]
             ratio = f"{vals[scales[-1]] / vals[scales[0]]:.2f}" if scales[0] in vals and scales[-1] in vals else "-"
             lines.append(f"| {name} | {mode} | " + " | ".join(cells) + f" | {ratio} |")
-    for r in rows.get(floor, [])[:1]:
-        lines.append(f"| real vs real, {r['num_real']} vs {r['num_real']} (floor) | - | {float(r['value']):.1f} "
-                     "(every scale) |" + " |" * len(scales))
+    fl = {_col(r["scale"]): r for r in rows.get(floor, []) if r["resize"] == "paper"}
+    if fl:
+        n = next(iter(fl.values()))["num_real"]
+        cells = [f"{float(fl[PATCH]['value']):.1f}" if c == PATCH and PATCH in fl
+                 else (f"{float(fl[1]['value']):.1f}" if c != PATCH and 1 in fl else "-") for c in cols]
+        lines.append(f"| real vs real, {n} vs {n} (floor; reals are not resized) | - | " + " | ".join(cells) + " | - |")
     return "\n".join(lines)
 
 
@@ -47,20 +68,35 @@ def plot(rows: dict[str, list[dict]], order: list[str], out: Path, floor: str = 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    x_patch = 0.5  # the training-resolution column, left of 1x on the log axis
+    ref = full = None
     for i, name in enumerate(order):
         for mode, style in (("paper", "-"), ("clean", "--")):
-            pts = sorted((int(r["scale"]), float(r["value"])) for r in rows.get(name, []) if r["resize"] == mode)
+            mine = [r for r in rows.get(name, []) if r["resize"] == mode]
+            pts = sorted((int(r["scale"]), float(r["value"])) for r in mine if r["scale"] != PATCH)
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=f"C{i}",
                         label=f"{name} ({mode})")
-    for r in rows.get(floor, [])[:1]:
-        ax.axhline(float(r["value"]), color="gray", lw=1, ls=":",
-                   label=f"real vs real, {r['num_real']} vs {r['num_real']} (floor)")
+            for r in mine:
+                ref, full = r.get("reference_size") or ref, r.get("full_size") or full
+                if r["scale"] == PATCH and mode == "paper":
+                    ax.plot([x_patch], [float(r["value"])], marker="s", color=f"C{i}", ls="none")
+    for r in rows.get(floor, []):
+        if r["resize"] != "paper":
+            continue
+        if r["scale"] == PATCH:
+            ax.plot([x_patch], [float(r["value"])], marker="s", color="gray", ls="none")
+        else:
+            ax.axhline(float(r["value"]), color="gray", lw=1, ls=":",
+                       label=f"real vs real, {r['num_real']} vs {r['num_real']} (floor)")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([1, 2, 4, 8], ["1x", "2x", "4x", "8x"])
-    ax.set_xlabel("scale N (views N x 197 px, downsampled to 197)")
+    has_patch = any(r["scale"] == PATCH for k in order for r in rows.get(k, []))
+    ticks = ([x_patch] if has_patch else []) + [1, 2, 4, 8]
+    ax.set_xticks(ticks, (["train-res"] if has_patch else []) + ["1x", "2x", "4x", "8x"])
+    ax.set_xlabel(f"scale N (views N x {full or 197} px, downsampled to {ref or 197}); "
+                  "train-res: 101-px patches (squares)", fontsize=8)
     ax.set_ylabel("SWD x1e3 (lower is better)")
-    ax.set_title("SWD against scale, procedural landscapes")
+    ax.set_title(f"SWD against scale, procedural landscapes (compared at {ref or 197} px)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out)
@@ -88,7 +124,9 @@ def samples(models: dict[str, str], out: Path, seed: int = 11) -> None:
             if col == 0:
                 ax.set_ylabel(name, fontsize=8)
             if row == 0:
-                ax.set_title("1x" if col < 4 else "8x (1576 px -> 197)", fontsize=8)
+                ref = P.default_reference_size(model.config)
+                full = model.config.training.full_size
+                ax.set_title(f"1x ({full} px -> {ref})" if col < 4 else f"8x ({8 * full} px -> {ref})", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
 

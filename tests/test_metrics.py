@@ -514,3 +514,41 @@ def test_reference_real_set_is_the_pre_resized_images(micro_pre_model_file):
         assert np.array_equal(real.images[k].permute(1, 2, 0).numpy(), ds.load_uint8(int(j), 24))
     patch = E.RealSet("procedural", ds, 3, seed=0, patch=model.config.generator.patch_size)
     assert patch.images.shape == (3, 3, 17, 17)
+
+
+def test_eval_on_an_lmdb_without_the_reference_size_exits_2(micro_pre_model_file, tmp_path, capsys, monkeypatch):
+    """A pack holds only its full size (33): the N x columns need 24-pixel reals, refused in one
+    line naming the fix, before anything is printed; a pack at 24 serves them."""
+    pytest.importorskip("lmdb")
+    from PIL import Image
+
+    from infinitygan.training.data import prepare_lmdb
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    prepare_lmdb(folder, tmp_path / "full.lmdb", full_size=33, pre_resize=24, progress=False)
+    rc, out, err = run(capsys, "eval", "--model", micro_pre_model_file, "--data", tmp_path / "full.lmdb",
+                       "--num", 3, "--scale", "patch,1", "--device", "cpu", "--quiet")
+    lines = err.strip().splitlines()
+    assert rc == 2 and out == "" and len(lines) == 1 and "--full-size 24" in lines[0]
+    # the patch column alone uses the full-size pack
+    rc, out, err = run(capsys, "eval", "--model", micro_pre_model_file, "--data", tmp_path / "full.lmdb",
+                       "--num", 3, "--scale", "patch", "--device", "cpu", "--quiet")
+    assert rc == 0 and json.loads(out)["compared_size"] == 17
+    # a pack at the reference size: its images are the N x columns' reals; the patch column is refused
+    prepare_lmdb(folder, tmp_path / "ref.lmdb", full_size=24, pre_resize=24, progress=False)
+    spy = _SizeSpy(monkeypatch)
+    rc, out, err = run(capsys, "eval", "--model", micro_pre_model_file, "--data", tmp_path / "ref.lmdb",
+                       "--num", 3, "--scale", "1", "--device", "cpu", "--quiet")
+    assert rc == 0, err
+    assert json.loads(out)["compared_size"] == 24 and spy.seen == [{"real": {(24, 24)}, "fake": {(24, 24)}}]
+    rc, out, err = run(capsys, "eval", "--model", micro_pre_model_file, "--data", tmp_path / "ref.lmdb",
+                       "--num", 3, "--scale", "patch", "--device", "cpu", "--quiet")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--full-size 33" in err
+    prepare_lmdb(folder, tmp_path / "odd.lmdb", full_size=30, progress=False)
+    rc, out, err = run(capsys, "eval", "--model", micro_pre_model_file, "--data", tmp_path / "odd.lmdb",
+                       "--num", 3, "--device", "cpu", "--quiet")
+    assert rc == 2 and "30px" in err and len(err.strip().splitlines()) == 1

@@ -81,7 +81,7 @@ class RealSet:
     crop of each full image (the training-resolution column)."""
 
     def __init__(self, spec: str, dataset, num: int, seed: int, exclude: np.ndarray | None = None,
-                 size: int | None = None, patch: int | None = None):
+                 size: int | None = None, patch: int | None = None, full: int | None = None):
         self.spec = spec
         self.dataset = dataset
         self.indices = P.real_indices(len(dataset), num, seed, exclude)
@@ -90,13 +90,14 @@ class RealSet:
         self.seed = seed
         self.size = int(size) if size else None
         self.patch = int(patch) if patch else None
+        self.full = int(full) if full else None  # the size the patch column crops from
         self._images: torch.Tensor | None = None
 
     @property
     def images(self) -> torch.Tensor:
         if self._images is None:
             if self.patch:
-                it = P.real_patch_batches(self.dataset, self.indices, self.patch, self.seed)
+                it = P.real_patch_batches(self.dataset, self.indices, self.patch, self.seed, full=self.full)
             else:
                 it = P.real_batches(self.dataset, self.indices, size=self.size)
             self._images = torch.cat(list(it))
@@ -139,6 +140,30 @@ def _feature_metric(metric: str, real_f: np.ndarray, fake_f: np.ndarray, seed: i
     return {"value": mean, "std": std, "subset_size": m}
 
 
+def _open_data(data: str, cfg, proto: "P.EvalProtocol"):
+    """The evaluation's dataset, opened like training's (full size F, the config's pre-resize).
+    An LMDB holds one size only: a pack at F serves the patch column (and the N x columns when
+    R = F), a pack at R the N x columns; the reals of a column it cannot serve are refused in one
+    line when loaded (``load_uint8``)."""
+    from ..training.data import LMDBDataset, _is_lmdb_path, open_dataset
+
+    full, ref = proto.full_size, proto.reference_size
+    if data != "procedural" and _is_lmdb_path(Path(data).expanduser()):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the pack's own pre-resize is what it holds
+            ds = LMDBDataset(Path(data).expanduser())
+        if ds.full_size not in (full, ref):
+            raise UserError(f"LMDB {data} holds {ds.full_size}px images: the evaluation needs {ref}px ones "
+                            f"(the reference size) or {full}px ones (the full size, for --scale patch)")
+        return ds
+    dataset = open_dataset(data, full, cfg.training.pre_resize, seed=0)
+    if getattr(dataset, "full_size", getattr(dataset, "size", full)) != full:
+        raise UserError(f"the data's images are not {full}x{full}")
+    return dataset
+
+
 def _columns(scales) -> list:
     """Scales as given (ints, or ``"patch"``), validated, in order, without repeats."""
     out = []
@@ -166,7 +191,6 @@ def evaluate(model, data: str, metric: str, scales: list, resize_modes: list[str
     With ``floor``: the metric between two disjoint real sets, one row per resize mode at the
     reference size (scale 1; when any N is asked) and at the patch size (``patch``).
     """
-    from ..training.data import open_dataset
     from .swd import SWDAccumulator
 
     if metric not in METRICS:
@@ -183,19 +207,18 @@ def evaluate(model, data: str, metric: str, scales: list, resize_modes: list[str
                         f"got {proto.reference_size}")
     if P.PATCH in columns and proto.patch_size > full:
         raise UserError(f"the training patch ({proto.patch_size}px) is larger than the full size {full}")
-    dataset = open_dataset(data, full, cfg.training.pre_resize, seed=0)
-    if getattr(dataset, "full_size", getattr(dataset, "size", full)) != full:
-        raise UserError(f"the data's images are not {full}x{full}")
+    dataset = _open_data(data, cfg, proto)
     sets: dict = {}
 
     def real_of(col) -> RealSet:
         kind = P.PATCH if col == P.PATCH else "ref"
         if kind not in sets:
-            sets[kind] = (RealSet(data, dataset, num, seed, patch=proto.patch_size) if kind == P.PATCH
+            sets[kind] = (RealSet(data, dataset, num, seed, patch=proto.patch_size, full=full) if kind == P.PATCH
                           else RealSet(data, dataset, num, seed, size=proto.reference_size))
         return sets[kind]
 
-    real_of(columns[0]).images  # bad data (an LMDB without the reference size, ...): before any work
+    for col in columns:  # bad data (an LMDB without the reference size, ...): before any work
+        real_of(col).images
     net = net_id = None
     if metric in ("fid", "kid"):
         from . import inception
@@ -218,7 +241,8 @@ def evaluate(model, data: str, metric: str, scales: list, resize_modes: list[str
         kinds = ([1] if any(c != P.PATCH for c in columns) else []) + ([P.PATCH] if P.PATCH in columns else [])
         for col in kinds:
             real = real_of(col)
-            other = RealSet(data, dataset, num, seed + 1, exclude=real.indices, size=real.size, patch=real.patch)
+            other = RealSet(data, dataset, num, seed + 1, exclude=real.indices, size=real.size, patch=real.patch,
+                            full=full)
             swd_res = None
             for mode in resize_modes:
                 t0 = time.perf_counter()

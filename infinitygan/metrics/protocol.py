@@ -216,14 +216,15 @@ def crop_position(full: int, patch: int, seed: int, index: int) -> tuple[int, in
     return int(row), int(col)
 
 
-def real_patch_batches(dataset, indices: np.ndarray, patch: int, seed: int, batch: int = 32
-                       ) -> Iterator[torch.Tensor]:
+def real_patch_batches(dataset, indices: np.ndarray, patch: int, seed: int, batch: int = 32,
+                       full: int | None = None) -> Iterator[torch.Tensor]:
     """uint8 (n, 3, P, P) batches: one P x P crop (:func:`crop_position`) of each preprocessed
-    real full image (the images the training crops come from)."""
+    real full image (the images the training crops come from; at size ``full``, default the
+    data's full size)."""
     for i in range(0, len(indices), batch):
         out = []
         for j in indices[i:i + batch]:
-            x = _real_uint8(dataset, int(j), None)
+            x = _real_uint8(dataset, int(j), full)
             if x.shape[-1] < patch:
                 raise ValueError(f"real images of {x.shape[-1]}px are smaller than the patch {patch}")
             r, c = crop_position(x.shape[-1], patch, seed, int(j))
