@@ -31,17 +31,21 @@ def register(cli: click.Group) -> None:
                    "iteration, path-length mean; the architecture read from the file; training settings "
                    "from --preset/--config, default paper-101)")
 @click.option("--batch", "batch", default=None, type=int, help="global batch size (default: the config's)")
-@click.option("--workers", default=2, show_default=True, type=int, help="data loader processes per training process (0: load in-process)")
+@click.option("--workers", default=None, type=int,
+              help="data loader processes per training process (0: load in-process); default 0 on the CPU "
+                   "(every core runs training threads), 2 on CUDA")
 @click.option("--seed", default=None, type=int, help="seed of weights, latents and data order (default 0; the run's on --resume)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--amp", default="none", show_default=True, type=click.Choice(["none", "bf16"]), help="mixed precision")
+@click.option("--tf32", is_flag=True, help="CUDA: TensorFloat-32 matmuls and convolutions (faster on Ampere and "
+                                          "later, ~1e-3 relative error; ignored on the CPU)")
 @click.option("--checkpoint-every", default=None, type=int, help="iterations between checkpoints (default: the config's)")
 @click.option("--sample-every", default=None, type=int, help="iterations between sample grids (default: the config's)")
 @click.option("--log-every", default=None, type=int, help="iterations between TensorBoard logs (default: the config's)")
 @click.option("--deterministic", is_flag=True, help="torch.use_deterministic_algorithms(True) where possible")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_context
-def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, batch, workers, seed, device, amp,
+def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, batch, workers, seed, device, amp, tf32,
               checkpoint_every, sample_every, log_every, deterministic, quiet):
     """Train InfinityGAN (multi-GPU/CPU: torchrun --nproc_per_node N -m infinitygan train ...).
 
@@ -84,7 +88,7 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
             raise UserError(f"{init_from} is at iteration {done}: --iterations must be larger "
                             f"(the run's total, now {cfg.training.iterations})")
         init = (tensors, meta)
-    options = RunOptions(device=device, amp=amp, workers=workers, checkpoint_every=checkpoint_every,
+    options = RunOptions(device=device, amp=amp, tf32=tf32, workers=workers, checkpoint_every=checkpoint_every,
                          sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet)
     res = train(cfg, data, run, seed=seed, resume=resume, options=options, init=init)
     if res["rank"] != 0:
