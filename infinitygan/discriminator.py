@@ -30,8 +30,11 @@ class Blur(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
+        k = self.kernel.to(x.dtype).expand(c, 1, 4, 4)
+        if self.pad[0] == self.pad[1]:  # the conv's own zero padding: no padded copy, no pad backward
+            return F.conv2d(x, k, padding=self.pad[0], groups=c)
         x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
-        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 4, 4), groups=c)
+        return F.conv2d(x, k, groups=c)
 
 
 class ConvLayer(nn.Sequential):
