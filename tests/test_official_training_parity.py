@@ -6,7 +6,10 @@ gradient, parameter after each Adam step and the EMA after its update, in float6
 loads their checkpoint through our importer (``train --init-from``), injects their draws into
 OUR iteration (``phases.TrainingLoss`` run by the phase table: D, R1, G, PL, then the EMA) and
 compares phase by phase. Every size, batch, iteration number and mean is read from the files,
-so any fixture made the same way passes. A missing fixture FAILS (never skips).
+so any fixture made the same way passes: every directory ../shared/fixtures/official-train*
+holding the three files runs the whole file (a second fixture with other draws beside the first
+is picked up as is), and so do the directories listed in $INFINITYGAN_TRAIN_FIXTURES
+(os.pathsep-separated). A missing fixture FAILS (never skips).
 
 The deliberate departures (docs/training.md) are checked against the paper's formula on their
 recorded intermediates instead, and for the comparison of the rest of the iteration the
@@ -24,6 +27,7 @@ recorded (ours label the window actually used; see test_fake_label_formula).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -39,25 +43,42 @@ from infinitygan.training.nets import build_nets, ema_update
 from infinitygan.training.official_init import official_training_state
 from infinitygan.training.phases import LossTerms, Stats, TrainingLoss
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official-train"
+FIXTURES_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 FILES = ("train_init_ckpt.pth.tar", "train_inputs.pt", "train_outputs.pt")
+
+
+def _fixture_dirs() -> list[Path]:
+    """The shared fixture (always: missing fails), other official-train* siblings, the env's."""
+    dirs = [FIXTURES_ROOT / "official-train"]
+    dirs += sorted(p for p in FIXTURES_ROOT.glob("official-train?*") if all((p / f).is_file() for f in FILES))
+    dirs += [Path(p) for p in os.environ.get("INFINITYGAN_TRAIN_FIXTURES", "").split(os.pathsep) if p]
+    return list(dict.fromkeys(dirs))
+
+
+class Fixture(tuple):
+    """(inputs, outputs) of one recorded iteration, with the directory they came from."""
+
+    dir: Path
 
 #: float64 tolerance (relative to each tensor's largest magnitude, or absolute below 1)
 TOL64 = 1e-10
 
 
-def _path(name: str) -> Path:
-    p = FIXTURE / name
+def _path(name: str, d: Path) -> Path:
+    p = d / name
     if not p.is_file():
         pytest.fail(f"the authors' training fixture is missing: {p} (expected ../shared/fixtures/official-train/)")
     return p
 
 
-@pytest.fixture(scope="module")
-def fx():
-    inp = torch.load(_path("train_inputs.pt"), weights_only=True)
-    out = torch.load(_path("train_outputs.pt"), weights_only=True)
-    return inp, out
+@pytest.fixture(scope="module", params=_fixture_dirs(), ids=lambda d: d.name)
+def fx(request):
+    d = request.param
+    inp = torch.load(_path("train_inputs.pt", d), weights_only=True)
+    out = torch.load(_path("train_outputs.pt", d), weights_only=True)
+    f = Fixture((inp, out))
+    f.dir = d
+    return f
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -175,11 +196,12 @@ class Recorder:
 PHASES = {"d": "D", "r1": "R1", "g": "G", "pl": "PL"}
 
 
-def run_iteration(inp, out, dtype: torch.dtype, terms: LossTerms = THEIRS) -> dict:
+def run_iteration(fx: Fixture, dtype: torch.dtype, terms: LossTerms = THEIRS) -> dict:
     """Their initial state through our importer, their draws through our iteration."""
+    inp, out = fx
     real = inp["data/patch"]
     B = real.shape[0]
-    cfg, tensors, meta = official_training_state(_path("train_init_ckpt.pth.tar"), TrainingConfig(batch_size=B))
+    cfg, tensors, meta = official_training_state(_path("train_init_ckpt.pth.tar", fx.dir), TrainingConfig(batch_size=B))
     ctx = dist_.DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     nets = build_nets(cfg, ctx, seed=0)
     # the pl running mean of the file in their units (our importer scales it by sqrt(D))
@@ -209,7 +231,7 @@ def run_iteration(inp, out, dtype: torch.dtype, terms: LossTerms = THEIRS) -> di
 
 @pytest.fixture(scope="module")
 def run64(fx):
-    return run_iteration(*fx, torch.float64)
+    return run_iteration(fx, torch.float64)
 
 
 # ------------------------------------------------------------------------------ the tests
@@ -374,7 +396,7 @@ GRAD_TOL32 = {"D": 5e-3, "R1": 5e-3, "G": 5e-3, "PL": 0.1}
 
 @pytest.fixture(scope="module")
 def run32(fx):
-    return run_iteration(*fx, torch.float32)
+    return run_iteration(fx, torch.float32)
 
 
 def _pairs(fx, run, ph, kind):
@@ -452,11 +474,11 @@ def test_our_path_length_is_stylegan2s(fx):
     mean: the same gradients give lengths sqrt(D) larger, and the importer scales their running
     mean by sqrt(D) so that fine-tuning starts where they were."""
     inp, out = fx
-    run = run_iteration(inp, out, torch.float64, LossTerms(diversity=their_angular_diversity))
+    run = run_iteration(fx, torch.float64, LossTerms(diversity=their_angular_diversity))
     D = run["cfg"].generator.style_dim
     ours_mean = run["values"]["reg/path_length"]
     assert abs(ours_mean - math.sqrt(D) * float(out["PL/loss/path_lengths"].mean())) < TOL64
-    _, tensors, _ = official_training_state(_path("train_init_ckpt.pth.tar"), TrainingConfig())
+    _, tensors, _ = official_training_state(_path("train_init_ckpt.pth.tar", fx.dir), TrainingConfig())
     assert abs(float(tensors["pl_mean"]) - math.sqrt(D) * float(out["PL/loss/mean_path_length_before"])) < 1e-6
 
 
