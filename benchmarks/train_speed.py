@@ -14,7 +14,10 @@ Measures, for a preset (default ``tiny``) at a batch (default 8) on the CPU:
 * the top ops of torch.profiler over one cycle.
 
 ``--compare REV`` also runs the speed measurement on a ``git worktree`` of REV (in a
-subprocess, its own code; this file is copied there) and prints both figures side by side.
+subprocess, its own code; this file is copied there) and prints both figures side by side. The
+two alternate, ``--rounds`` times each (REV, now, REV, now, ...): a shared machine's speed drifts
+by tens of percent over minutes, so the speed-up is the median of the rounds' ratios, each taken
+between neighbouring runs.
 
     python benchmarks/train_speed.py --compare b7e76ff
     python benchmarks/train_speed.py --iterations 48 --workers 0 --threads 2 --no-flops
@@ -22,7 +25,9 @@ subprocess, its own code; this file is copied there) and prints both figures sid
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import os
 import shutil
 import subprocess
@@ -237,8 +242,9 @@ def profile_top(preset: str, batch: int, rows: int) -> str:
 
 
 # ---------------------------------------------------------------------------- compare
-def run_in_worktree(rev: str, argv: list[str]) -> dict:
-    """The speed measurement on a git worktree of ``rev`` (its code, this script)."""
+@contextlib.contextmanager
+def worktree(rev: str):
+    """A git worktree of ``rev`` with this script copied in; yields its root."""
     tmp = Path(tempfile.mkdtemp(prefix="train-speed-"))
     wt = tmp / "wt"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(wt), rev], check=True,
@@ -246,13 +252,18 @@ def run_in_worktree(rev: str, argv: list[str]) -> dict:
     try:
         (wt / "benchmarks").mkdir(exist_ok=True)
         shutil.copy(__file__, wt / "benchmarks" / "train_speed_compare.py")
-        env = dict(os.environ, PYTHONPATH=str(wt))
-        out = subprocess.run([sys.executable, str(wt / "benchmarks" / "train_speed_compare.py"), *argv,
-                              "--speed-only", "--json"], cwd=wt, env=env, check=True, capture_output=True, text=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        yield wt
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def speed_subprocess(root: Path, script: Path, argv: list[str]) -> dict:
+    """The speed measurement of the code at ``root``, in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, str(script), *argv, "--speed-only", "--json"], cwd=root, env=env,
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -266,6 +277,7 @@ def main() -> None:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="another RunOptions field for the speed run (e.g. compile=true)")
     ap.add_argument("--compare", default=None, metavar="REV", help="also measure git revision REV")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each (with --compare)")
     ap.add_argument("--no-flops", action="store_true", help="speed only (no FLOPs, conv benchmark, profile)")
     ap.add_argument("--profile-rows", type=int, default=25)
     ap.add_argument("--speed-only", action="store_true", help=argparse.SUPPRESS)
@@ -287,17 +299,24 @@ def main() -> None:
                                     args.threads, extra)))
         return
     result: dict = {"preset": args.preset, "batch": args.batch}
+    # the current code in a subprocess too, so that both measurements start from the same state
+    now_argv = [*speed_argv, *sum((["--option", o] for o in args.option), [])]
     if args.compare:
-        result["before"] = run_in_worktree(args.compare, speed_argv)
-        result["before"]["revision"] = args.compare
-    # the current code, in a subprocess too, so both measurements start from the same state
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, __file__, *speed_argv, *sum((["--option", o] for o in args.option), []),
-           "--speed-only", "--json"]
-    result["after"] = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
-                                                text=True).stdout.strip().splitlines()[-1])
-    if args.compare:
-        result["speedup"] = result["after"]["iterations_per_second"] / result["before"]["iterations_per_second"]
+        befores, afters = [], []
+        with worktree(args.compare) as wt:
+            for _ in range(max(args.rounds, 1)):
+                befores.append(speed_subprocess(wt, wt / "benchmarks" / "train_speed_compare.py", speed_argv))
+                afters.append(speed_subprocess(ROOT, Path(__file__).resolve(), now_argv))
+                print(f"round: {args.compare} {befores[-1]['iterations_per_second']:.3f} it/s, now "
+                      f"{afters[-1]['iterations_per_second']:.3f} it/s", file=sys.stderr, flush=True)
+        ratios = [a["iterations_per_second"] / b["iterations_per_second"] for a, b in zip(afters, befores)]
+        mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+        result["before"], result["after"] = dict(befores[mid], revision=args.compare), afters[mid]
+        result["speedup"] = statistics.median(ratios)
+        result["rounds"] = [{"before": b["iterations_per_second"], "after": a["iterations_per_second"], "ratio": r}
+                            for b, a, r in zip(befores, afters, ratios)]
+    else:
+        result["after"] = speed_subprocess(ROOT, Path(__file__).resolve(), now_argv)
     if not args.no_flops:
         import torch
 
@@ -326,7 +345,8 @@ def report(r: dict) -> None:
         speed_line(r["before"]["revision"], r["before"])
     speed_line("now", r["after"])
     if "speedup" in r:
-        print(f"speedup: {r['speedup']:.2f}x")
+        rounds = ", ".join(f"{x['before']:.3f} -> {x['after']:.3f} ({x['ratio']:.2f}x)" for x in r["rounds"])
+        print(f"speedup: {r['speedup']:.2f}x (median of {len(r['rounds'])} alternating rounds, it/s: {rounds})")
     if "flops" not in r:
         return
     print("\n| phase | every | loss GFLOP (fwd + grad-of-grad) | backward GFLOP | GFLOP / iteration (amortised) |")

@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import DiscriminatorConfig
 from .nn import EqualConv2d, EqualLinear, FusedLeakyReLU
+from .nn.layers import SQRT2
 
 
 class Blur(nn.Module):
@@ -38,7 +39,16 @@ class Blur(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    """(blur) + equalized conv (+ bias + leaky ReLU). 'same' padding unless downsampling."""
+    """(blur) + equalized conv (+ bias + leaky ReLU). 'same' padding unless downsampling.
+
+    forward(x, gain) = gain * layer(x). The activation's bias, its sqrt(2) gain and ``gain`` ride
+    on the convolution (leaky ReLU is positively homogeneous: lrelu(c * y) = c * lrelu(y) for
+    c > 0, and the conv is linear), so an activated layer makes one elementwise pass over its
+    output (the leaky ReLU) instead of three (bias, leaky ReLU, gain), and the residual block's
+    1 / sqrt(2) costs no pass at all: the activations are the largest tensors of D, and on the
+    CPU those passes are bound by memory bandwidth. The parameters are those of the modules
+    (``N.weight`` of the conv, ``M.bias`` of the activation), as in StyleGAN2 checkpoints.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, downsample: bool = False, activate: bool = True):
         layers: list[nn.Module] = []
@@ -51,6 +61,19 @@ class ConvLayer(nn.Sequential):
         if activate:
             layers.append(FusedLeakyReLU(out_ch))
         super().__init__(*layers)
+        self.downsample, self.activate = downsample, activate
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        if self.downsample:
+            x = self[0](x)
+        conv: EqualConv2d = self[1 if self.downsample else 0]
+        if not self.activate:
+            return F.conv2d(x, conv.weight * (conv.scale * gain), None if conv.bias is None else conv.bias * gain,
+                            stride=conv.stride, padding=conv.padding)
+        g = SQRT2 * gain
+        y = F.conv2d(x, conv.weight * (conv.scale * g), self[-1].bias.to(x.dtype) * g,
+                     stride=conv.stride, padding=conv.padding)
+        return F.leaky_relu(y, 0.2)
 
 
 class ResBlock(nn.Module):
@@ -63,7 +86,8 @@ class ResBlock(nn.Module):
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2.0)
+        g = 1.0 / math.sqrt(2.0)  # (conv2(conv1(x)) + skip(x)) / sqrt(2), the gain inside the convs
+        return self.conv2(self.conv1(x), g) + self.skip(x, g)
 
 
 def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:

@@ -270,3 +270,42 @@ def test_truncated_file_falls_back_to_next(tmp_path):
     with pytest.warns(UserWarning, match="could not decode"):
         x = ds[0]
     assert torch.equal(x, ds[1])
+
+
+def test_batched_fetch_on_threads_equals_one_by_one():
+    """PatchDataset.__getitems__ (the in-process loader's batched fetch) loads on one thread per
+    intra-op thread; every item is a function of its key, so the batch is the same."""
+    from infinitygan.training.data import PatchDataset, _loading_threads
+    from infinitygan.training.procedural import ProceduralLandscapes
+
+    pd = PatchDataset(ProceduralLandscapes(size=48, length=50, seed=2, pre_resize=32), patch=24, seed=5)
+    keys = [(0, i) for i in (3, 17, 4, 42, 0, 9)]
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _loading_threads() == 2
+        threaded = pd.__getitems__(keys)
+    finally:
+        torch.set_num_threads(prev)
+    for (p, l), k in zip(threaded, keys):
+        p1, l1 = pd[k]
+        assert torch.equal(p, p1) and torch.equal(l, l1)
+
+
+def test_cpu_training_keeps_freed_memory():
+    """glibc's malloc tuned for training (heap instead of fresh mappings, no trimming): a no-op
+    returning False off glibc, idempotent."""
+    import sys
+
+    from infinitygan.training.options import keep_freed_memory
+
+    ok = keep_freed_memory()
+    assert keep_freed_memory() is ok
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").mallopt
+        except (OSError, AttributeError):
+            return
+        assert ok

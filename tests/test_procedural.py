@@ -68,8 +68,8 @@ def test_render_work_is_bounded_by_size(monkeypatch):
     count = {"n": 0}
     orig = procedural._hash2
 
-    def counted(ix, iy, seed):
-        out = orig(ix, iy, seed)
+    def counted(ix, iy, seed, *dtype):
+        out = orig(ix, iy, seed, *dtype)
         count["n"] += out.size
         return out
 
@@ -82,6 +82,36 @@ def test_render_work_is_bounded_by_size(monkeypatch):
             work.append(count["n"])
         assert 0 < work[0] <= 8 * 197 * 197, (seed, work)
         assert work[1] <= 2.05 * work[0], (seed, work)
+
+
+def test_pixels_are_float32_noise_coordinates_float64():
+    """The pixel arrays are float32 (half the memory traffic), the lattice positions computed in
+    float64 from float64 coordinates: far from the origin (x0 up to 1000, times an octave's
+    frequency) the float32 noise equals a float64 evaluation of the same lattice to float32
+    precision."""
+    from infinitygan.training import procedural
+
+    xs, ys = np.arange(197) / 197 * 180.0 + 999.0 * 180.0, np.arange(50) / 50 * 9.0
+    n = procedural._vnoise2(xs, ys, 3)
+    assert n.dtype == np.float32 and n.shape == (50, 197)
+    # float64 reference: per-pixel value noise from the same hash (24-bit lattice values)
+    ix, iy = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
+    sx, sy = xs - np.floor(xs), ys - np.floor(ys)
+    sx, sy = sx * sx * (3 - 2 * sx), sy * sy * (3 - 2 * sy)
+    h = lambda a, b: procedural._hash2(a, b, 3, np.float32).astype(np.float64)  # noqa: E731
+    X, Y = ix[None, :], iy[:, None]
+    top = h(X, Y) + (h(X + 1, Y) - h(X, Y)) * sx[None, :]
+    bot = h(X, Y + 1) + (h(X + 1, Y + 1) - h(X, Y + 1)) * sx[None, :]
+    ref = top + (bot - top) * sy[:, None]
+    assert np.abs(n - ref).max() < 1e-5
+
+
+def test_hash_float32_is_in_unit_interval():
+    from infinitygan.training import procedural
+
+    h = procedural._hash2(np.arange(-5000, 5000)[None, :], np.arange(50)[:, None], 11, np.float32)
+    assert h.dtype == np.float32 and h.min() >= 0.0 and h.max() < 1.0
+    assert abs(float(h.mean()) - 0.5) < 0.01
 
 
 def test_dataset():

@@ -675,3 +675,62 @@ def test_tiny_resume_equals_uninterrupted(tmp_path):
     A = load_file(str(tmp_path / "a" / "checkpoints" / "ckpt-00000006.safetensors"))
     B = load_file(str(tmp_path / "b" / "checkpoints" / "ckpt-00000006.safetensors"))
     assert all(torch.equal(A[k], B[k]) for k in A)
+
+
+def test_discriminator_layers_fold_bias_and_gains_into_the_conv():
+    """ConvLayer runs conv + bias + leaky ReLU * sqrt(2) (* the residual 1 / sqrt(2)) as one conv
+    with the bias and gains on its weights and one leaky ReLU: the same function as the modules
+    one after another (float64: to rounding)."""
+    import math
+
+    from infinitygan.config import load_config
+    from infinitygan.discriminator import Discriminator
+
+    torch.manual_seed(0)
+    D = Discriminator(load_config("tiny").discriminator, 101).double()
+    for p in D.parameters():
+        p.data.normal_()
+    x = torch.randn(4, 3, 101, 101, dtype=torch.float64)
+
+    def layer(cl, h):  # the Sequential's modules one after another
+        for m in cl:
+            h = m(h)
+        return h
+
+    h = layer(D.from_rgb, x)
+    assert torch.allclose(D.from_rgb(x), h, rtol=1e-12, atol=1e-12)
+    for b in D.blocks:
+        ref = (layer(b.conv2, layer(b.conv1, h)) + layer(b.skip, h)) / math.sqrt(2.0)
+        got = b(h)
+        assert torch.allclose(got, ref, rtol=1e-11, atol=1e-11)
+        h = ref
+
+
+def test_styled_conv_training_forward_is_the_inference_function():
+    """StyledConv's autograd path (demodulation, noise, bias and sqrt(2) folded into an addcmul
+    and in-place bias + leaky ReLU) equals its inference path, and its gradients those of the
+    modules run one after another."""
+    from infinitygan.texture import StyledConv
+
+    torch.manual_seed(1)
+    for up in (False, True):
+        sc = StyledConv(6, 5, 8, upsample=up).double()
+        for p in sc.parameters():
+            p.data.normal_()
+        x = torch.randn(3, 6, 9, 9, dtype=torch.float64, requires_grad=True)
+        st = torch.randn(3, 8, dtype=torch.float64)
+        with torch.no_grad():
+            ref = sc(x, st, None)
+            size = ref.shape[-1]
+        noise = torch.randn(3, 1, size, size, dtype=torch.float64)
+        for nz in (None, noise):
+            with torch.no_grad():
+                ref = sc(x, st, nz)
+            got = sc(x, st, nz)
+            assert got.requires_grad and torch.allclose(got, ref, rtol=1e-12, atol=1e-12)
+            # gradients against the plain composition
+            g = torch.randn_like(got)
+            gx, = torch.autograd.grad(got, x, g)
+            plain = sc.activate(sc.noise(sc.conv(x, st), nz))
+            px, = torch.autograd.grad(plain, x, g)
+            assert torch.allclose(gx, px, rtol=1e-11, atol=1e-11)

@@ -102,6 +102,23 @@ class ModulatedConv2d(nn.Module):
                                  output_padding=1 if self.padded else 0)
         return F.conv2d(out, _depthwise(self.blur_kernel, out.shape[1], out), groups=out.shape[1], padding=pad)
 
+    def _per_sample(self, x: torch.Tensor, w: torch.Tensor, s: torch.Tensor):
+        """Per-sample scales s (B, in): (conv(x * s, w) (B, out, H', W'), demodulation (B, out) or None)."""
+        if s.shape[0] != x.shape[0]:
+            raise ValueError(f"style batch {s.shape[0]} does not match input batch {x.shape[0]}")
+        out = self._conv(x * s[:, :, None, None], w)
+        d = torch.rsqrt(s.pow(2) @ w.pow(2).sum(dim=(2, 3)).t() + 1e-8) if self.demodulate else None
+        return out, d
+
+    def undemodulated(self, x: torch.Tensor, style: torch.Tensor):
+        """Per-sample styles (B, style_dim) only: the output before demodulation and the
+        demodulation (B, out) (None without), so that the caller folds it into its next pass:
+        ``forward(x, style) == out * d[:, :, None, None]``."""
+        if style.dim() != 2:
+            raise ValueError("undemodulated takes per-sample styles (B, style_dim)")
+        w = self.weight.to(x.dtype) * self.scale
+        return self._per_sample(x, w, self.style_scales(style.to(x.dtype)))
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.scale
         s = self.style_scales(style.to(x.dtype))
@@ -112,13 +129,8 @@ class ModulatedConv2d(nn.Module):
                 wm = wm * torch.rsqrt(wm.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
             return self._conv(x, wm)
         if s.dim() == 2:
-            if s.shape[0] != x.shape[0]:
-                raise ValueError(f"style batch {s.shape[0]} does not match input batch {x.shape[0]}")
-            out = self._conv(x * s[:, :, None, None], w)
-            if self.demodulate:
-                d = torch.rsqrt(s.pow(2) @ w.pow(2).sum(dim=(2, 3)).t() + 1e-8)  # (B, out)
-                out = out * d[:, :, None, None]
-            return out
+            out, d = self._per_sample(x, w, s)
+            return out if d is None else out * d[:, :, None, None]
         # per-pixel styles at the input's resolution
         if s.shape[-2:] != x.shape[-2:]:
             s = center_crop(s, x.shape[-2], x.shape[-1])

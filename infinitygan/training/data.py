@@ -25,7 +25,9 @@ import io
 import json
 import os
 import shutil
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -316,17 +318,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_close_all_envs, after_in_child=_forget_envs_in_child)
 
 
+_ENVS_LOCK = threading.Lock()  # the loading threads of PatchDataset.__getitems__ share the envs
+
+
 def _shared_env(path: Path, subdir: bool):
-    if _ENVS_PID != os.getpid():
-        _forget_envs_in_child()
-    key = (str(path.resolve()), subdir)
-    env = _ENVS.get(key)
-    if env is None:
-        lmdb = _require_lmdb()
-        env = lmdb.open(str(path), subdir=subdir, readonly=True, lock=False, readahead=False,
-                        meminit=False, max_readers=256)
-        _ENVS[key] = env
-    return env
+    with _ENVS_LOCK:
+        if _ENVS_PID != os.getpid():
+            _forget_envs_in_child()
+        key = (str(path.resolve()), subdir)
+        env = _ENVS.get(key)
+        if env is None:
+            lmdb = _require_lmdb()
+            env = lmdb.open(str(path), subdir=subdir, readonly=True, lock=False, readahead=False,
+                            meminit=False, max_readers=256)
+            _ENVS[key] = env
+        return env
 
 
 def _is_lmdb_path(p: Path) -> bool:
@@ -470,6 +476,35 @@ class PatchDataset(Dataset):
         g = seeded_generator(self.seed, pass_index, index)
         patch, label = random_patch(self.dataset[index], self.patch, g, flip=self.flip)
         return patch, torch.tensor(label, dtype=torch.float32)
+
+    def __getitems__(self, keys: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The items of one batch (the DataLoader's batched fetch). In the training process
+        itself (``--workers 0``, the CPU default) they load on one thread per intra-op thread:
+        decoding, resizing and the procedural renderer release the GIL, so the loading uses every
+        core instead of one while the others wait. In a loader worker: one by one. Every item is
+        a function of its key alone, so the batch is the same either way."""
+        n = min(len(keys), _loading_threads())
+        if n <= 1:
+            return [self[k] for k in keys]
+        return list(_thread_pool(n).map(self.__getitem__, keys))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _loading_threads() -> int:
+    from torch.utils.data import get_worker_info
+
+    return 1 if get_worker_info() is not None else torch.get_num_threads()
+
+
+def _thread_pool(n: int) -> ThreadPoolExecutor:
+    """A pool of ``n`` loading threads of this process (a forked child makes its own)."""
+    key = (os.getpid(), n)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="infinitygan-load")
+    return pool
 
 
 # -------------------------------------------------------------------------- loaders

@@ -37,7 +37,7 @@ from .data import PatchDataset, endless_batches, open_dataset
 from .inputs import BatchPlan
 from .monitor import POSTFIX, RunLog, render_sample_grid
 from .nets import build_nets, ema_update
-from .options import RunOptions, cpu_threads, default_workers
+from .options import RunOptions, cpu_threads, default_workers, keep_freed_memory
 from .phases import Stats, TrainingLoss, uses_diversity
 
 
@@ -122,6 +122,7 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
     try:
         if ctx.device.type == "cpu":
             torch.set_num_threads(cpu_threads(options.workers, ctx.world_size))
+            keep_freed_memory()  # no page faults on every iteration's reallocated activations
         if ctx.device.type == "cuda" and options.tf32:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         with StopSignals() as stop:

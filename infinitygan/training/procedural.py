@@ -34,11 +34,14 @@ from torch.utils.data import Dataset
 __all__ = ["render_landscape", "ProceduralLandscapes"]
 
 _MASK32 = 0xFFFFFFFF
+#: the pixel arrays (H, W) and (H, W, 3) are float32 (half the memory traffic of float64); the
+#: noise coordinates stay float64 (x0 up to 1000 times octave frequencies: float32 would quantise)
+_F = np.float32
 
 
 # ----------------------------------------------------------------------------- noise
-def _hash2(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
-    """Integer lattice hash -> float64 in [0, 1). ``ix``/``iy`` broadcast together."""
+def _hash2(ix: np.ndarray, iy: np.ndarray, seed: int, dtype=np.float64) -> np.ndarray:
+    """Integer lattice hash -> ``dtype`` in [0, 1). ``ix``/``iy`` broadcast together."""
     x = (np.asarray(ix, dtype=np.int64) & _MASK32).astype(np.uint32)
     y = (np.asarray(iy, dtype=np.int64) & _MASK32).astype(np.uint32)
     h = x * np.uint32(0x8DA6B343) ^ y * np.uint32(0xD8163841) ^ np.uint32((seed * 0x9E3779B1) & _MASK32)
@@ -48,6 +51,8 @@ def _hash2(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     h ^= h >> np.uint32(15)
     h *= np.uint32(0x846CA68B)
     h ^= h >> np.uint32(16)
+    if dtype == np.float32:  # the top 24 bits: exact in float32, and never rounds up to 1
+        return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
     return h.astype(np.float64) * (1.0 / 4294967296.0)
 
 
@@ -66,21 +71,21 @@ def _vnoise1(xs: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _vnoise2(xs: np.ndarray, ys: np.ndarray, seed: int) -> np.ndarray:
-    """Separable-coordinate 2-D value noise: ``xs`` (W,), ``ys`` (H,) -> (H, W) in [0, 1].
+    """Separable-coordinate 2-D value noise: ``xs`` (W,), ``ys`` (H,) -> float32 (H, W) in [0, 1].
 
     Lattice values are hashed once on the covering integer grid, then interpolated with
     smoothstep weights along x, then along y (exactly equal to per-pixel value noise).
     """
     ix = np.floor(xs)
-    sx = _smooth(xs - ix)[None, :]
+    sx = _smooth(xs - ix).astype(_F)[None, :]
     ix = ix.astype(np.int64)
     iy = np.floor(ys)
-    sy = _smooth(ys - iy)[:, None]
+    sy = _smooth(ys - iy).astype(_F)[:, None]
     iy = iy.astype(np.int64)
     x0, y0 = int(ix.min()), int(iy.min())
     gx = np.arange(x0, int(ix.max()) + 2, dtype=np.int64)
     gy = np.arange(y0, int(iy.max()) + 2, dtype=np.int64)
-    g = _hash2(gx[None, :], gy[:, None], seed)  # (ny, nx)
+    g = _hash2(gx[None, :], gy[:, None], seed, _F)  # (ny, nx)
     cx = ix - x0
     gxl = g[:, cx]
     gxi = gxl + (g[:, cx + 1] - gxl) * sx  # (ny, W)
@@ -117,7 +122,7 @@ def _fbm2(xs: np.ndarray, ys: np.ndarray, seed: int, octaves: int = 4, gain: flo
 
 
 def _sstep(e0: float | np.ndarray, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
-    d = np.asarray(e1 - e0, dtype=np.float64)
+    d = np.asarray(e1 - e0, dtype=np.result_type(x, e0, e1))
     d = np.where(np.abs(d) < 1e-9, 1e-9, d)
     t = np.clip((x - e0) / d, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -138,7 +143,7 @@ def _box_blur(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- palettes
 def _c(*rgb: float) -> np.ndarray:
-    return np.array(rgb, dtype=np.float64)
+    return np.array(rgb, dtype=_F)
 
 
 # Time of day: sky colours, cloud colours, light tint applied to terrain, sun.
@@ -178,7 +183,8 @@ _TERRAIN_NAMES = ["green", "green", "green", "dry", "autumn", "alpine", "alpine"
 
 
 def _jitter(rng: np.random.Generator, col: np.ndarray, amount: float = 0.06) -> np.ndarray:
-    return np.clip(col * (1.0 + amount * rng.standard_normal(3)) * (1.0 + amount * rng.standard_normal()), 0.0, 1.0)
+    return np.clip(col * (1.0 + amount * rng.standard_normal(3)) * (1.0 + amount * rng.standard_normal()),
+                   0.0, 1.0).astype(_F)
 
 
 # --------------------------------------------------------------------------- render
@@ -205,15 +211,15 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
     rows = np.arange(H, dtype=np.float64)
     u = (cols + 0.5) / H + x0  # (W,)
     v = (rows + 0.5) / H  # (H,)
-    V = v[:, None]
+    V = v[:, None].astype(_F)
 
     # ---- sky ------------------------------------------------------------------------
-    g = np.clip(v / horizon, 0.0, 1.0) ** rng.uniform(1.3, 2.2)
+    g = (np.clip(v / horizon, 0.0, 1.0) ** rng.uniform(1.3, 2.2)).astype(_F)
     img = (top[None, :] * (1.0 - g[:, None]) + hor[None, :] * g[:, None])[:, None, :].repeat(W, axis=1)
     sun_u = x0 + rng.uniform(0.15, 0.85)
     sun_v = horizon * rng.uniform(0.25, 0.85) if time is not _TIMES["dusk"] else horizon * rng.uniform(0.7, 0.95)
     if time["glow"] > 0 or time["disk"]:
-        du = (u - sun_u)[None, :]
+        du = (u - sun_u).astype(_F)[None, :]
         r = np.sqrt(du * du + (V - sun_v) ** 2)
         glow = time["glow"] * np.exp(-r / 0.18)[..., None]
         img = img + glow * (time["sun"] - img) * 0.9
@@ -221,7 +227,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
             disk = np.clip((0.022 - r) * H + 0.5, 0.0, 1.0)[..., None]
             img = img * (1 - disk) + time["sun"] * disk
     if time["stars"]:
-        star = _hash2(cols[None, :].astype(np.int64) + int(x0 * 997), rows[:, None].astype(np.int64), ns[0])
+        star = _hash2(cols[None, :].astype(np.int64) + int(x0 * 997), rows[:, None].astype(np.int64), ns[0], _F)
         bright = np.clip((star - 0.996) / 0.004, 0.0, 1.0) * (1.0 - g[:, None])
         img = img + bright[..., None] * 0.9
 
@@ -255,7 +261,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
         mix = 0.3 + 0.5 * depth
         shape = (1 - mix) * s1 + mix * s2
         shape = np.clip((shape - 0.2) / 0.6, 0.0, 1.0) ** 1.3
-        ridge = horizon - lift - amp * shape  # (W,)
+        ridge = (horizon - lift - amp * shape).astype(_F)  # (W,)
         fog = (0.06 + 0.5 * depth) * rng.uniform(0.85, 1.1)
         base = terr["rock"] if depth > 0.3 or n_layers == 1 else terr["hill"]
         base = _jitter(rng, base, 0.05) * light
@@ -266,7 +272,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
         shade = np.clip(1.0 + side * slope * (1.2 + 1.5 * depth) + (hf - 0.5) * 0.5, 0.55, 1.45)
         col = base[None, None, :] * shade[..., None]
         if snowy and depth > 0.3:
-            lvl = horizon - lift - amp * (snow_level + 0.25 * (_fbm1(u * 14.0, ns[11 + k]) - 0.5))
+            lvl = (horizon - lift - amp * (snow_level + 0.25 * (_fbm1(u * 14.0, ns[11 + k]) - 0.5))).astype(_F)
             snow = _sstep(lvl[None, :] + 0.01, lvl[None, :] - 0.01, V)
             snow *= _sstep(0.35, 0.5, hf + 0.25 * (1 - snow_level))
             scol = np.clip(_c(0.95, 0.96, 1.0) * light * np.clip(shade, 0.75, 1.1)[..., None], 0, 1)
@@ -280,7 +286,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
     # tree line along the horizon
     if rng.random() < terr["trees"]:
         tn = _fbm1(u * 45.0, ns[14], octaves=3)
-        tl = horizon - rng.uniform(0.008, 0.02) - 0.035 * tn * _fbm1(u * 3.0, ns[15], octaves=2)
+        tl = (horizon - rng.uniform(0.008, 0.02) - 0.035 * tn * _fbm1(u * 3.0, ns[15], octaves=2)).astype(_F)
         tcol = _jitter(rng, terr["tree"], 0.08) * light
         tcol = tcol + 0.25 * (haze - tcol)
         a = np.clip((V - tl[None, :]) * H + 0.5, 0.0, 1.0)[..., None]
@@ -295,12 +301,12 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
     z = 1.0 / (t + 0.06)  # perspective depth
     gfar = _jitter(rng, terr["gfar"], 0.06) * light
     gnear = _jitter(rng, terr["gnear"], 0.06) * light
-    tw = (t ** 0.7)[:, None, None]
+    tw = (t ** 0.7).astype(_F)[:, None, None]
     gcol = gfar * (1 - tw) + gnear * tw  # (H, 1, 3)
     patches = _fbm2(u * 5.0, z * 0.9, ns[16], octaves=4)
     grain = _vnoise2(cols / 1.6, rows / 1.6, ns[17])
     blades = _vnoise2(cols / 1.2, rows / 5.0, ns[18])
-    T = t[:, None]
+    T = t.astype(_F)[:, None]
     tex = 0.75 + 0.55 * (patches - 0.5) * 1.6 + (grain - 0.5) * (0.08 + 0.25 * T) + (blades - 0.5) * 0.3 * T
     ground = np.broadcast_to(gcol, (H, W, 3)) * tex[..., None]
     ground = ground + (0.55 * (1 - T) ** 4)[..., None] * (haze - ground)
@@ -308,7 +314,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
     # ---- water with reflection --------------------------------------------------------
     if rng.random() < 0.45:
         shore_t = rng.uniform(0.4, 1.3)
-        shore = horizon + below * (shore_t + 0.25 * (_fbm1(u * 2.5, ns[19], octaves=4) - 0.5))
+        shore = (horizon + below * (shore_t + 0.25 * (_fbm1(u * 2.5, ns[19], octaves=4) - 0.5))).astype(_F)
         wmask = np.clip((shore[None, :] - V) * H + 0.5, 0.0, 1.0)
         # reflected source row (pixel centres mirror around the horizon line)
         src = 2.0 * hr - (rows + 0.5)
@@ -330,8 +336,9 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
     img = img + a * (ground - img)
 
     # film grain (position-hashed so wide renders stay consistent)
-    fg = _hash2(cols[None, :].astype(np.int64), rows[:, None].astype(np.int64), ns[22]) - 0.5
+    fg = _hash2(cols[None, :].astype(np.int64), rows[:, None].astype(np.int64), ns[22], _F) - 0.5
     img = img + fg[..., None] * 0.025
+    assert img.dtype == _F, img.dtype
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
