@@ -108,11 +108,28 @@ def _cycle(cfg) -> int:
     return max(tc.r1_every, tc.pl_every, 1)
 
 
+def conv_flops(x_shape, w_shape, out_shape, transposed: bool) -> int:
+    """FLOPs (2 per multiply-add) of one convolution, groups included: each output position of
+    a conv (each input position of a transposed conv) takes prod(w_shape) multiply-adds over
+    the batch's channels (weight (out, in / groups, k, k), or (in, out / groups, k, k)
+    transposed). Its input gradient and its weight gradient take as many each.
+    (torch.utils.flop_counter ignores groups in the weight gradient: 32x too many for the
+    depthwise blurs of this model.)"""
+    from math import prod
+
+    positions = prod((x_shape if transposed else out_shape)[2:]) * x_shape[0]
+    return 2 * positions * prod(w_shape)
+
+
 def _flop_counter():
-    """A dispatch mode summing torch.utils.flop_counter's formulas (FlopCounterMode's module
-    tracker does not support autograd.grad on a leaf, which R1 needs)."""
+    """A dispatch mode summing FLOPs: ``conv_flops`` for convolutions and their backward,
+    torch.utils.flop_counter's formulas for the rest (matmuls). FlopCounterMode itself is not
+    used: its module tracker does not support autograd.grad on a leaf, which R1 needs."""
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
+
+    aten = torch.ops.aten
 
     class Count(TorchDispatchMode):
         def __init__(self):
@@ -125,9 +142,15 @@ def _flop_counter():
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
-            f = flop_registry.get(func._overloadpacket)
-            if f is not None:
-                self.flops += int(f(*args, **kwargs, out_val=out))
+            if func is aten.convolution.default:
+                self.flops += conv_flops(args[0].shape, args[1].shape, out.shape, bool(args[6]))
+            elif func is aten.convolution_backward.default:
+                grad_out, x, w, transposed, mask = args[0], args[1], args[2], bool(args[7]), args[10]
+                self.flops += conv_flops(x.shape, w.shape, grad_out.shape, transposed) * (int(mask[0]) + int(mask[1]))
+            else:
+                f = flop_registry.get(func._overloadpacket)
+                if f is not None:
+                    self.flops += int(f(*args, **kwargs, out_val=out))
             return out
 
     return Count()
@@ -159,7 +182,10 @@ def phase_flops(preset: str, batch: int) -> dict:
 
 
 def conv_shapes(preset: str, batch: int) -> Counter:
-    """Every aten.convolution of one cycle of iterations: (shape key) -> calls per iteration."""
+    """Every aten.convolution of one cycle of iterations: (shape key, input gradient needed,
+    weight gradient needed) -> calls per iteration. The gradients are those autograd will ask
+    for (grad mode on and the tensor requiring grad): no weight gradient for the fixed blur
+    kernels, none at all for the G forward of the D phase."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     cfg, torch, nets, loss, real, label = _setup(preset, batch)
@@ -169,8 +195,10 @@ def conv_shapes(preset: str, batch: int) -> Counter:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func is torch.ops.aten.convolution.default:
                 x, w = args[0], args[1]
-                seen[(tuple(x.shape), tuple(w.shape), args[2] is not None, tuple(args[3]), tuple(args[4]),
-                      tuple(args[5]), bool(args[6]), tuple(args[7]), int(args[8]))] += 1
+                grad = torch.is_grad_enabled()
+                seen[((tuple(x.shape), tuple(w.shape), args[2] is not None, tuple(args[3]), tuple(args[4]),
+                       tuple(args[5]), bool(args[6]), tuple(args[7]), int(args[8])),
+                      grad and x.requires_grad, grad and w.requires_grad)] += 1
             return func(*args, **(kwargs or {}))
 
     n = _cycle(cfg)
@@ -183,22 +211,25 @@ def conv_shapes(preset: str, batch: int) -> Counter:
 
 
 def conv_throughput(shapes: Counter, repeats: int = 5) -> dict:
-    """Forward + backward (input and weight gradients) of each conv shape on its own."""
+    """Each conv shape on its own: its forward, and the backward of the gradients training asks
+    of it (input, weight, both or none), in the faster of the two memory layouts."""
     import torch
 
     total_flop = total_s = 0.0
     rows = []
-    for key, per_it in shapes.items():
+    for (key, need_x, need_w), per_it in shapes.items():
         xs, ws, has_b, stride, pad, dil, transposed, opad, groups = key
         best = None
         for fmt in (torch.contiguous_format, torch.channels_last):
-            x = torch.randn(xs).contiguous(memory_format=fmt).requires_grad_(True)
-            w = torch.randn(ws).requires_grad_(True)
-            b = torch.zeros(ws[1] * groups if transposed else ws[0], requires_grad=True) if has_b else None
+            x = torch.randn(xs).contiguous(memory_format=fmt).requires_grad_(need_x)
+            w = torch.randn(ws).requires_grad_(need_w)
+            b = torch.zeros(ws[1] * groups if transposed else ws[0], requires_grad=need_w) if has_b else None
 
             def step():
-                y = torch.ops.aten.convolution(x, w, b, stride, pad, dil, transposed, opad, groups)
-                y.backward(torch.ones_like(y))
+                with torch.set_grad_enabled(need_x or need_w):
+                    y = torch.ops.aten.convolution(x, w, b, stride, pad, dil, transposed, opad, groups)
+                    if need_x or need_w:
+                        y.backward(torch.ones_like(y))
 
             with _flop_counter() as fc:
                 step()
@@ -217,6 +248,7 @@ def conv_throughput(shapes: Counter, repeats: int = 5) -> dict:
         total_flop += per_it * flop
         total_s += per_it * t
         rows.append({"input": xs, "weight": ws, "transposed": transposed, "groups": groups, "per_iteration": per_it,
+                     "grads": "x" * need_x + "w" * need_w or "-",
                      "gflop": flop / 1e9, "gflop_per_s": flop / t / 1e9, "best_format": fmt})
     rows.sort(key=lambda r: -r["per_iteration"] * r["gflop"])
     return {"gflop_per_iteration": total_flop / 1e9, "seconds_per_iteration": total_s,
@@ -301,37 +333,51 @@ def main() -> None:
     result: dict = {"preset": args.preset, "batch": args.batch}
     # the current code in a subprocess too, so that both measurements start from the same state
     now_argv = [*speed_argv, *sum((["--option", o] for o in args.option), [])]
-    if args.compare:
-        befores, afters = [], []
-        with worktree(args.compare) as wt:
-            for _ in range(max(args.rounds, 1)):
-                befores.append(speed_subprocess(wt, wt / "benchmarks" / "train_speed_compare.py", speed_argv))
-                afters.append(speed_subprocess(ROOT, Path(__file__).resolve(), now_argv))
-                print(f"round: {args.compare} {befores[-1]['iterations_per_second']:.3f} it/s, now "
-                      f"{afters[-1]['iterations_per_second']:.3f} it/s", file=sys.stderr, flush=True)
-        ratios = [a["iterations_per_second"] / b["iterations_per_second"] for a, b in zip(afters, befores)]
-        mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
-        result["before"], result["after"] = dict(befores[mid], revision=args.compare), afters[mid]
-        result["speedup"] = statistics.median(ratios)
-        result["rounds"] = [{"before": b["iterations_per_second"], "after": a["iterations_per_second"], "ratio": r}
-                            for b, a, r in zip(befores, afters, ratios)]
-    else:
-        result["after"] = speed_subprocess(ROOT, Path(__file__).resolve(), now_argv)
+    # FLOPs and conv shapes first (in-process); then rounds of: REV's speed, ours, and the conv
+    # micro-benchmark right after ours, so that each round's fraction compares figures measured
+    # minutes apart, not across the machine's drift
+    shapes = None
     if not args.no_flops:
         import torch
 
-        torch.set_num_threads(args.threads or result["after"]["threads"])
+        torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1))
         result["flops"] = phase_flops(args.preset, args.batch)
-        result["conv"] = conv_throughput(conv_shapes(args.preset, args.batch))
+        shapes = conv_shapes(args.preset, args.batch)
+    befores, afters, convs = [], [], []
+    with (worktree(args.compare) if args.compare else contextlib.nullcontext()) as wt:
+        for _ in range(max(args.rounds, 1) if args.compare or shapes else 1):
+            if args.compare:
+                befores.append(speed_subprocess(wt, wt / "benchmarks" / "train_speed_compare.py", speed_argv))
+            afters.append(speed_subprocess(ROOT, Path(__file__).resolve(), now_argv))
+            if shapes is not None:
+                torch.set_num_threads(afters[-1]["threads"])
+                convs.append(conv_throughput(shapes))
+            print("round:" + (f" {args.compare} {befores[-1]['iterations_per_second']:.3f} it/s," if befores else "")
+                  + f" now {afters[-1]['iterations_per_second']:.3f} it/s"
+                  + (f", convs {convs[-1]['gflop_per_s']:.1f} GFLOP/s" if convs else ""), file=sys.stderr, flush=True)
+    if befores:
+        ratios = [a["iterations_per_second"] / b["iterations_per_second"] for a, b in zip(afters, befores)]
+        result["speedup"] = statistics.median(ratios)
+        result["rounds"] = [{"before": b["iterations_per_second"], "after": a["iterations_per_second"], "ratio": r}
+                            for b, a, r in zip(befores, afters, ratios)]
+        mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+        result["before"] = dict(befores[mid], revision=args.compare)
+    else:
+        mid = len(afters) // 2
+    result["after"] = afters[mid]
+    if shapes is not None:
         gflop = result["flops"]["total_per_iteration_gflop"]
-        result["achieved_gflop_per_s"] = gflop * result["after"]["iterations_per_second"]
-        result["fraction_of_conv_throughput"] = result["achieved_gflop_per_s"] / result["conv"]["gflop_per_s"]
+        fractions = [gflop * a["iterations_per_second"] / c["gflop_per_s"] for a, c in zip(afters, convs)]
+        result["fractions"] = fractions
+        result["conv"] = convs[mid]
+        result["achieved_gflop_per_s"] = gflop * afters[mid]["iterations_per_second"]
+        result["fraction_of_conv_throughput"] = statistics.median(fractions)
         prof = profile_top(args.preset, args.batch, args.profile_rows)
     if args.json:
         print(json.dumps(result))
         return
     report(result)
-    if not args.no_flops:
+    if shapes is not None:
         print("\ntorch.profiler, one cycle of 16 iterations (in-process, data excluded):\n" + prof)
 
 
@@ -347,7 +393,7 @@ def report(r: dict) -> None:
     if "speedup" in r:
         rounds = ", ".join(f"{x['before']:.3f} -> {x['after']:.3f} ({x['ratio']:.2f}x)" for x in r["rounds"])
         print(f"speedup: {r['speedup']:.2f}x (median of {len(r['rounds'])} alternating rounds, it/s: {rounds})")
-    if "flops" not in r:
+    if "conv" not in r:
         return
     print("\n| phase | every | loss GFLOP (fwd + grad-of-grad) | backward GFLOP | GFLOP / iteration (amortised) |")
     print("|---|---|---|---|---|")
@@ -359,12 +405,13 @@ def report(r: dict) -> None:
     c = r["conv"]
     print(f"\nachieved: {r['achieved_gflop_per_s']:.1f} GFLOP/s; the model's convolutions alone "
           f"(fwd + bwd, best layout): {c['gflop_per_iteration']:.3f} GFLOP in {c['seconds_per_iteration']:.3f} s "
-          f"= {c['gflop_per_s']:.1f} GFLOP/s; fraction: {r['fraction_of_conv_throughput']:.0%}")
-    print("\n| conv input | weight | transposed | groups | calls / it | GFLOP (fwd+bwd) | GFLOP/s | layout |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"= {c['gflop_per_s']:.1f} GFLOP/s; fraction: {r['fraction_of_conv_throughput']:.0%} (median of "
+          f"rounds: {', '.join(f'{x:.0%}' for x in r['fractions'])})")
+    print("\n| conv input | weight | transposed | groups | gradients | calls / it | GFLOP (fwd+bwd) | GFLOP/s | layout |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for s in c["shapes"][:15]:
-        print(f"| {s['input']} | {s['weight']} | {s['transposed']} | {s['groups']} | {s['per_iteration']:.3g} | "
-              f"{s['gflop']:.4f} | {s['gflop_per_s']:.1f} | {s['best_format']} |")
+        print(f"| {s['input']} | {s['weight']} | {s['transposed']} | {s['groups']} | {s['grads']} | "
+              f"{s['per_iteration']:.3g} | {s['gflop']:.4f} | {s['gflop_per_s']:.1f} | {s['best_format']} |")
 
 
 if __name__ == "__main__":
