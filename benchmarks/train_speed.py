@@ -108,6 +108,14 @@ def _cycle(cfg) -> int:
     return max(tc.r1_every, tc.pl_every, 1)
 
 
+def _run_cycle(loss, n: int, real, label) -> None:
+    """Iterations 0 .. n - 1 of the phase table (every phase due at t), on one real batch."""
+    for t in range(n):
+        for ph in loss.phases:
+            if ph.due(t):
+                loss.run(ph, t, real, label)
+
+
 def conv_flops(x_shape, w_shape, out_shape, transposed: bool) -> int:
     """FLOPs (2 per multiply-add) of one convolution, groups included: each output position of
     a conv (each input position of a transposed conv) takes prod(w_shape) multiply-adds over
@@ -203,10 +211,7 @@ def conv_shapes(preset: str, batch: int) -> Counter:
 
     n = _cycle(cfg)
     with Record():
-        for t in range(n):
-            for ph in loss.phases:
-                if ph.due(t):
-                    loss.run(ph, t, real, label)
+        _run_cycle(loss, n, real, label)
     return Counter({k: v / n for k, v in seen.items()})
 
 
@@ -260,16 +265,9 @@ def profile_top(preset: str, batch: int, rows: int) -> str:
 
     cfg, torch, nets, loss, real, label = _setup(preset, batch)
     n = _cycle(cfg)
-
-    def cycle():
-        for t in range(n):
-            for ph in loss.phases:
-                if ph.due(t):
-                    loss.run(ph, t, real, label)
-
-    cycle()
+    _run_cycle(loss, n, real, label)
     with profile(activities=[ProfilerActivity.CPU]) as p:
-        cycle()
+        _run_cycle(loss, n, real, label)
     return p.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
