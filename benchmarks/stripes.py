@@ -161,11 +161,31 @@ def ablations(model, seeds: int) -> tuple[dict, dict]:
     return out, pictures
 
 
+def load(path, weights: str):
+    """A model file / run folder (None: the bundled model); with ``weights == "g"`` the ``g.``
+    tensors of a training checkpoint (a checkpoint file, or a run folder's newest)."""
+    import infinitygan as ig
+
+    if weights == "g_ema" or path is None:
+        return ig.load_model(path)
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    ckpt = p if p.is_file() else sorted((p / "checkpoints").glob("ckpt-*.safetensors"))[-1]
+    model = ig.load_model(ckpt.parent.parent)
+    state = {k[2:]: v for k, v in load_file(str(ckpt)).items() if k.startswith("g.")}
+    model.generator.load_state_dict(state)
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=None, help="model files / run folders (default: the bundled model)")
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--zs-only", action="store_true", help="only the zS response (fast)")
+    ap.add_argument("--weights", choices=("g_ema", "g"), default="g_ema",
+                    help="g: the trained G of a run's checkpoint (a run folder: its newest; early in a run "
+                         "G_ema still lags near initialisation)")
     ap.add_argument("--out", default=None, help="folder for stripes.png and stripes.json")
     args = ap.parse_args()
 
@@ -177,13 +197,13 @@ def main() -> None:
     curves = {}
     for p in paths:
         name = "bundled" if p is None else str(p)
-        model = ig.load_model(p)
+        model = load(p, args.weights)
         f, gain = zs_gain(model, args.seeds)
         curves[name] = (f, gain)
         result["zs"][name] = zs_summary(f, gain)
         result["zs"][name]["gt_transfer_relative"] = gt_transfer(model)
     if not args.zs_only:
-        model = ig.load_model(paths[0])
+        model = load(paths[0], args.weights)
         result["ablations"], pictures = ablations(model, args.seeds)
     print(json.dumps(result, indent=1))
     if args.out:
