@@ -68,17 +68,23 @@ def stripe_peak(P: np.ndarray, rows: int, width: int) -> dict:
             "band_power": float(P[band].sum())}
 
 
+def structure_features(model, seed: int, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(zg (1, zg_dim), zS (1, C, rows, cols)) of ``seed`` around the horizon from column 0."""
+    cfg = model.config.generator
+    lost = cfg.gs_layers * (cfg.gs_kernel - 1)  # GS's valid convs shrink zl by this many cells
+    c = model.canvas(seed)
+    r0 = -(rows + lost) // 2
+    zl = c.zl(r0, rows + lost, 0, cols + lost)[None]
+    co = c.coords(cfg.coords, r0, rows + lost, 0, cols + lost)[None]
+    zg = c.zg().reshape(1, -1)
+    return zg, model.generator.structure(zg, zl, co)
+
+
 def zs_gain(model, seeds: int, rows: int = 8, cols: int = 400) -> tuple[np.ndarray, np.ndarray]:
     """(frequencies in cycles per cell, zS horizontal power / its median) over ``seeds`` seeds."""
-    G, cfg = model.generator, model.config.generator
-    lost = cfg.gs_layers * (cfg.gs_kernel - 1)  # GS's valid convs shrink zl by this many cells
     acc = 0.0
     for s in range(seeds):
-        c = model.canvas(s)
-        zl = c.zl(-(rows + lost) // 2, rows + lost, 0, cols + lost)[None]
-        co = c.coords(cfg.coords, -(rows + lost) // 2, rows + lost, 0, cols + lost)[None]
-        zg = c.zg().reshape(1, -1)
-        x = G.structure(zg, zl, co)[0].double().numpy()
+        x = structure_features(model, s, rows, cols)[1][0].double().numpy()
         x = x - x.mean(axis=2, keepdims=True)
         acc = acc + (np.abs(np.fft.rfft(x * np.hanning(x.shape[-1]), axis=-1)) ** 2).mean(axis=(0, 1))
     f = np.fft.rfftfreq(x.shape[-1])
@@ -89,13 +95,8 @@ def gt_transfer(model, freqs=(0.05, 0.1, 0.2, 0.3, 0.42, 0.5), rows: int = 11, c
     """How much of a horizontal zS wave of each frequency GT passes to the image: RGB energy of
     the change per unit energy of a small cosine added to zS (one random channel direction,
     two phases, seed 0, no noise), relative to the lowest frequency's."""
-    G, cfg = model.generator, model.config.generator
-    c = model.canvas(0)
-    lost = cfg.gs_layers * (cfg.gs_kernel - 1)
-    zl = c.zl(-(rows + lost) // 2, rows + lost, 0, cols + lost)[None]
-    co = c.coords(cfg.coords, -(rows + lost) // 2, rows + lost, 0, cols + lost)[None]
-    zg = c.zg().reshape(1, -1)
-    zs = G.structure(zg, zl, co)
+    G = model.generator
+    zg, zs = structure_features(model, 0, rows, cols)
     styles = G.styles(zg)
     base = G.texture(zs, styles, None)
     gen = torch.Generator().manual_seed(0)
@@ -195,16 +196,18 @@ def main() -> None:
     paths = args.models or [None]
     result: dict = {"seeds": args.seeds, "zs": {}}
     curves = {}
+    first = None
     for p in paths:
         name = "bundled" if p is None else str(p)
         model = load(p, args.weights)
+        if first is None:
+            first = model
         f, gain = zs_gain(model, args.seeds)
         curves[name] = (f, gain)
         result["zs"][name] = zs_summary(f, gain)
         result["zs"][name]["gt_transfer_relative"] = gt_transfer(model)
     if not args.zs_only:
-        model = load(paths[0], args.weights)
-        result["ablations"], pictures = ablations(model, args.seeds)
+        result["ablations"], pictures = ablations(first, args.seeds)
     print(json.dumps(result, indent=1))
     if args.out:
         import matplotlib
