@@ -228,7 +228,9 @@ def main() -> None:
                 a = fig.add_subplot(gs[i, :])
                 a.imshow((np.clip(pictures[tag], -1, 1) + 1) / 2)
                 pk = result["ablations"][tag]["ground"]
-                a.set_title(f"{tag}, seed 0 (ground: peak {pk['peak_over_median']:.0f}x the median power at "
+                who = "bundled model" if paths[0] is None else str(paths[0])
+                shown = who if tag == "bundled model" else f"{who}, {tag}"
+                a.set_title(f"{shown}, seed 0 (ground: peak {pk['peak_over_median']:.0f}x the median power at "
                             f"its radius, horizontal period {pk['horizontal_period_px']:.1f} px)")
                 a.set_xticks([]), a.set_yticks([])
             ax_curve = fig.add_subplot(gs[2, 1])
