@@ -32,12 +32,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 import infinitygan as ig
 from infinitygan.cli import main as cli_main
 from infinitygan.scene import Box, Mask, Scene, scene_region
 from infinitygan.scene.cli import parse_resample
+from infinitygan.scene.field import _member
 
 ROOT = Path(__file__).resolve().parents[1]
 MASK_SCENE = ROOT / "docs" / "applications" / "mask-scene.yaml"
@@ -79,28 +81,15 @@ def stacked(top: np.ndarray, bottom: np.ndarray, gap: int = 0) -> np.ndarray:
 
 
 def places_image(scene: Scene, region) -> np.ndarray:
-    """White where a box or mask centre of the scene claims pixels of the region, black elsewhere."""
-    out = np.zeros((region.height, region.width), bool)
+    """White where a box or mask centre of the scene claims pixels of the region, black elsewhere
+    (membership as the scene's style field computes it)."""
+    ys = torch.arange(region.y, region.y + region.height)
+    xs = torch.arange(region.x, region.x + region.width)
+    out = torch.zeros(region.height, region.width, dtype=torch.bool)
     for centre in scene.centres:
-        place = centre.place
-        if isinstance(place, Mask):
-            shape = place.mask
-        elif isinstance(place, Box):
-            x0, y0, x1, y1 = place.bbox()
-            shape = np.ones((y1 - y0, x1 - x0), bool)
-        else:
-            continue
-        _paste(out, shape, place.x - region.x, place.y - region.y)
-    return np.repeat(out[..., None] * np.uint8(WHITE), 3, axis=2)
-
-
-def _paste(out: np.ndarray, shape: np.ndarray, x: int, y: int) -> None:
-    """OR ``shape`` into ``out`` with its top-left pixel at (x, y), clipped to ``out``."""
-    h, w = shape.shape
-    oy0, ox0 = max(y, 0), max(x, 0)
-    oy1, ox1 = min(y + h, out.shape[0]), min(x + w, out.shape[1])
-    if oy0 < oy1 and ox0 < ox1:
-        out[oy0:oy1, ox0:ox1] |= shape[oy0 - y: oy1 - y, ox0 - x: ox1 - x]
+        if isinstance(centre.place, (Box, Mask)):
+            out |= _member(centre.place, ys, xs, None)
+    return np.repeat(out.numpy()[..., None] * np.uint8(WHITE), 3, axis=2)
 
 
 def mark_rectangle(img: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
