@@ -211,7 +211,9 @@ def test_ctrl_c_stops_a_long_generate_and_leaves_no_file(tmp_path, tiny_model_fi
     assert p.poll() is None, p.communicate()[1].decode()
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=30)  # liveness bound only; the measured latency is in docs
+    # A liveness bound only (the latency itself, < 1 s, is measured in docs): generous so that a
+    # busy CI core cannot fail it; a process that ignores SIGINT would still run for minutes.
+    _, err = p.communicate(timeout=180)
     assert p.returncode == 130
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err.decode(), err.decode()
