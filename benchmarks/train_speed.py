@@ -85,8 +85,8 @@ def _setup(preset: str, batch: int):
     import torch
 
     from infinitygan.config import load_config
-    from infinitygan.training import distributed as dist_
-    from infinitygan.training.data import PatchDataset, endless_batches, open_dataset
+    from infinitygan.parallel import env as dist_
+    from infinitygan.data.datasets import PatchDataset, endless_batches, open_dataset
     from infinitygan.training.inputs import BatchPlan
     from infinitygan.training.nets import build_nets
     from infinitygan.training.phases import Stats, TrainingLoss, uses_diversity

@@ -12,11 +12,12 @@ from .config import ModelConfig, list_presets, load_config
 from .errors import UserError
 from .io.images import save_image
 from .latents import Canvas
+from .render import RenderOptions
 from .synthesis import Region, Synthesizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Canvas", "Model", "ModelConfig", "Region", "Synthesizer", "UserError", "build_generator", "init_model",
+    "Canvas", "Model", "ModelConfig", "Region", "RenderOptions", "Synthesizer", "UserError", "build_generator", "init_model",
     "list_presets", "load_config", "load_model", "resolve_device", "resolve_dtype", "save_image",
 ]

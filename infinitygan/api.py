@@ -5,6 +5,7 @@
     img = model.generate(seed=3, width=2048, height=256)   # float32 (H, W, 3), about [-1, 1]
     ig.save_image("pano.png", img)
     model.generate_to_file("huge.tif", seed=3, width=100_000, height=1024)   # streamed
+    model.generate_to_file("huge.tif", 3, 100_000, 1024, tile=512, device="cuda")   # RenderOptions fields
 
 Regions are pixel rectangles of the infinite image of a seed: ``x``/``y`` may be any integers
 (default: centred horizontally on 0 and vertically on the horizon).
@@ -21,38 +22,12 @@ from .config import ModelConfig, load_config
 from .errors import UserError, check_int
 from .generator import Generator
 from .io.checkpoint import save_model_file
-from .io.images import check_output, png_tile_height, write_tiles
 from .latents import Canvas
+from .render.options import DTYPES, RenderOptions, resolve_device, resolve_dtype
 from .synthesis import Region, Synthesizer, centered_origin
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r} (cpu, cuda, cuda:N, mps, auto)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA was requested but is not available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("MPS was requested but is not available")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r} (choose from: {', '.join(DTYPES)})")
-    return DTYPES[dtype]
-
+__all__ = ["DTYPES", "Model", "RenderOptions", "build_generator", "init_model", "load_model", "resolve_device",
+           "resolve_dtype"]
 
 def build_generator(cfg: ModelConfig) -> torch.nn.Module:
     """A freshly initialised generator for a config."""
@@ -76,7 +51,7 @@ class Model:
         return save_model_file(path, self.generator.state_dict(), self.config)
 
     def synthesizer(self, device=None, dtype="float32", max_memory_mb: float | None = None) -> Synthesizer:
-        return Synthesizer(self.generator, resolve_device(device), resolve_dtype(dtype), max_memory_mb)
+        return RenderOptions(device=device or "auto", dtype=dtype, max_memory_mb=max_memory_mb).synthesizer(self)
 
     def canvas(self, seed: int) -> Canvas:
         g = self.config.generator
@@ -98,38 +73,21 @@ class Model:
         return self.synthesizer(device, dtype).render(canvas, region, tile, batch, progress)
 
     def generate_to_file(self, path: str | Path, seed: int, width: int, height: int, x: int | None = None,
-                         y: int | None = None, tile: int | None = None, batch: int | None = None, device=None,
-                         dtype="float32", progress: bool = False, force: bool = False,
-                         max_memory_mb: float | None = None) -> Path:
+                         y: int | None = None, options: RenderOptions | None = None, **settings) -> Path:
         """Stream the region to an image file (.png, .jpg, .tif, .npy) in bounded memory.
 
-        Everything that can be refused is refused before synthesis: the path, JPEG above its
-        in-memory limit, an uncompressed size beyond the folder's free space (``force``
-        overrides that for .png / .tif). Memory is bounded by a tile (a short row of tiles for
-        PNG, see ``io.images``), whatever the width.
+        ``options`` / ``settings``: a ``RenderOptions`` and/or its fields as keywords (tile,
+        batch, device, dtype, max_memory_mb, progress, force). Everything that can be refused
+        is refused before synthesis: the path, JPEG above its in-memory limit, an uncompressed
+        size beyond the folder's free space (``force`` overrides that for .png / .tif). Memory
+        is bounded by a tile (a short row of tiles for PNG, see ``io.images``), whatever the
+        width. In a torch.distributed group, call it on every rank: they share the tiles.
         """
-        canvas, region = self.canvas(seed), self.region(width, height, x, y)
-        path = check_output(path, region.width, region.height, force)
-        synth = self.synthesizer(device, dtype, max_memory_mb)
-        return render_to_file(path, synth, canvas, region, tile, batch, progress, force)
+        from .render.pipeline import render_to_file
+        from .render.sources import SeedSource
 
-
-def render_to_file(path: str | Path, synth: Synthesizer, canvas: Canvas, region: Region, tile: int | None = None,
-                   batch: int | None = None, progress: bool = False, force: bool = False,
-                   styles: torch.Tensor | None = None, post=None) -> Path:
-    """Stream a region of a canvas to an image file through the engine's tiles (atomic).
-
-    PNG gets short rows of tiles (``png_tile_height``); ``styles``: a W+ override; ``post``:
-    an optional function over the (tile, pixels) iterator (e.g. pasting known pixels back).
-    """
-    path = check_output(path, region.width, region.height, force)
-    th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
-    plan = synth.plan(region, tile, tile_height=th, batch=batch)
-    tiles = synth.tiles(canvas, region, batch=batch, progress=progress, plan=plan, styles=styles)
-    if post is not None:
-        tiles = post(tiles)
-    pieces = ((t.y0 - region.y, t.x0 - region.x, px) for t, px in tiles)
-    return write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces, force)
+        return render_to_file(self, SeedSource(seed), self.region(width, height, x, y), path,
+                              RenderOptions.of(options, **settings))
 
 
 def init_model(preset: str = "tiny", seed: int = 0) -> Model:

@@ -213,10 +213,17 @@ class Synthesizer:
         cells = min(MAX_GS_CHUNK, int(self.max_memory_mb * 2 ** 20 // (2 * per_cell)))
         return max(batch, 1 + max(0, cells - cols) // max(step, 1))
 
-    def groups(self, plan: TilePlan, batch: int, shared_structure: bool = True) -> Iterator[tuple[int, int, int]]:
+    def groups(self, plan: TilePlan, batch: int, shared_structure: bool = True,
+               chunk: int | None = None) -> Iterator[tuple[int, int, int]]:
         """The units of work of ``tiles``, row-major: (row, first column, end column) of the
-        neighbouring tiles that share one GS pass (one batch without shared structure)."""
-        chunk = self.gs_chunk_tiles(plan, batch) if shared_structure else batch
+        neighbouring tiles that share one GS pass (one batch without shared structure).
+        ``chunk``: tiles per unit (default ``gs_chunk_tiles``, from this synthesizer's memory
+        budget; processes that share a region pass the value one of them chose)."""
+        if not shared_structure:
+            chunk = batch
+        elif chunk is None:
+            chunk = self.gs_chunk_tiles(plan, batch)
+        chunk = check_int("tiles per unit of work", chunk, 1)
         for i in range(plan.rows):
             for j0 in range(0, plan.cols, chunk):
                 yield i, j0, min(j0 + chunk, plan.cols)
@@ -254,7 +261,8 @@ class Synthesizer:
     # ---- rendering -------------------------------------------------------------------------
     def tiles(self, canvas: Canvas, region: Region, tile: int | None = None, batch: int | None = None,
               progress: bool = False, plan: TilePlan | None = None, shared_structure: bool = True,
-              styles: torch.Tensor | None = None, select=None) -> Iterator[tuple[Tile, np.ndarray]]:
+              styles: torch.Tensor | None = None, select=None,
+              chunk: int | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
         """Yield (tile, float32 pixels (y1 - y0, x1 - x0, 3)) for every tile of the plan, row-major.
 
         Per row of tiles, GS runs once per chunk of neighbouring tiles (``gs_chunk_tiles``) and
@@ -263,7 +271,8 @@ class Synthesizer:
         (about [-1, 1] for a trained model, unclamped). ``styles``: optional W+ override
         (1, n_styles, style_dim) of mapping(zg) for GT (see ``styles``). ``select``: optional
         predicate on the index of a unit of work (``groups``); only the units it accepts are
-        computed (distributed synthesis shares them among processes).
+        computed (distributed synthesis shares them among processes); ``chunk``: tiles per unit
+        (see ``groups``).
         """
         batch = self.batch_size(batch)
         plan = self.plan(region, tile, batch=batch) if plan is None else plan
@@ -274,7 +283,7 @@ class Synthesizer:
         try:
             with torch.inference_mode():
                 zg, styles = self.styles(canvas, styles)
-                for g, (i, j0, j1) in enumerate(self.groups(plan, batch, shared_structure)):
+                for g, (i, j0, j1) in enumerate(self.groups(plan, batch, shared_structure, chunk)):
                     if select is None or select(g):
                         group = list(plan.band(i, j0, j1))
                         if shared_structure:

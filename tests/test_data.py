@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from infinitygan.errors import UserError
-from infinitygan.training.data import (
+from infinitygan.data.datasets import (
     ImageFolderDataset,
     LMDBDataset,
     PatchDataset,
@@ -19,7 +19,7 @@ from infinitygan.training.data import (
     preprocess,
     random_patch,
 )
-from infinitygan.training.procedural import ProceduralLandscapes
+from infinitygan.data.procedural import ProceduralLandscapes
 
 F = 37  # small "full size" keeps the tests fast
 
@@ -275,8 +275,8 @@ def test_truncated_file_falls_back_to_next(tmp_path):
 def test_batched_fetch_on_threads_equals_one_by_one():
     """PatchDataset.__getitems__ (the in-process loader's batched fetch) loads on one thread per
     intra-op thread; every item is a function of its key, so the batch is the same."""
-    from infinitygan.training.data import PatchDataset, _loading_threads
-    from infinitygan.training.procedural import ProceduralLandscapes
+    from infinitygan.data.datasets import PatchDataset, _loading_threads
+    from infinitygan.data.procedural import ProceduralLandscapes
 
     pd = PatchDataset(ProceduralLandscapes(size=48, length=50, seed=2, pre_resize=32), patch=24, seed=5)
     keys = [(0, i) for i in (3, 17, 4, 42, 0, 9)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from infinitygan.distributed import owner
+from infinitygan.parallel.tiles import owner
 from infinitygan.io.images import png_tile_height
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ API_SCRIPT = """
 import json, sys
 import torch.distributed as dist
 from infinitygan.api import load_model
-from infinitygan.distributed import render_to_file_distributed
+from infinitygan.parallel.tiles import render_to_file_distributed
 
 dist.init_process_group("gloo")
 model = load_model(sys.argv[1])
@@ -114,3 +114,93 @@ def test_a_failing_rank_fails_the_run_in_one_line(tiny_model_file, tmp_path):
     assert "Traceback" not in r.stderr.split("infinitygan: error")[0]
     assert not (tmp_path / "big.tif").exists()
     assert not list(tmp_path.glob(".big.tif*"))  # no temporary file left behind
+
+
+SOURCES_SCRIPT = """
+import json, sys
+import torch.distributed as dist
+from infinitygan.api import load_model
+from infinitygan.inversion.latents_file import load_latents
+from infinitygan.inversion.outpaint import LatentsSource
+from infinitygan.render import RenderOptions, render_to_file
+from infinitygan.scene import Scene, SceneSource
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+model = load_model(sys.argv[1])
+lat = load_latents(sys.argv[3], model)
+# every rank with its own memory budget: the ranks must still agree on rank 0's work units
+options = RenderOptions(device="cpu", max_memory_mb=1.0 if rank == 1 else None)
+region = model.region(200, 120, -37, -50)
+render_to_file(model, SceneSource(Scene(3, cyclic=208)), region, f"{sys.argv[2]}/dist-cyclic.tif", options)
+big = model.region(160, 96, lat.region.x - 56, lat.region.y - 32)
+render_to_file(model, LatentsSource(lat, 5, big, feather=4), big, f"{sys.argv[2]}/dist-latents.npy", options)
+dist.destroy_process_group()
+"""
+
+
+def _latents_file(model_file, tmp_path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    from infinitygan.api import load_model
+    from infinitygan.cli import main
+    from infinitygan.io.images import to_uint8
+
+    model = load_model(model_file)
+    region = model.region(48, 32)
+    Image.fromarray(to_uint8(np.tanh(model.generate(4, 48, 32, region.x, region.y)))).save(tmp_path / "photo.png")
+    out = tmp_path / "photo.safetensors"
+    assert main(["invert", str(tmp_path / "photo.png"), "--model", str(model_file), "--steps", "2",
+                 "--w-samples", "200", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_scenes_and_latents_are_split_like_seeds(tiny_model_file, tmp_path):
+    """A cyclic scene and inverted latents (W+ override, paste-back) under two ranks whose memory
+    budgets differ: the files equal one process's (rank 0's plan is everyone's)."""
+    from infinitygan.api import load_model
+    from infinitygan.inversion.latents_file import load_latents
+    from infinitygan.inversion.outpaint import outpaint_to_file
+    from infinitygan.scene import Scene, render_to_file
+
+    model = load_model(tiny_model_file)
+    lat_path = _latents_file(tiny_model_file, tmp_path)
+    lat = load_latents(lat_path, model)
+    render_to_file(model, tmp_path / "one-cyclic.tif", Scene(3, cyclic=208), 200, 120, -37, -50, device="cpu")
+    big = model.region(160, 96, lat.region.x - 56, lat.region.y - 32)
+    outpaint_to_file(tmp_path / "one-latents.npy", model, lat, 5, big, feather=4, device="cpu")
+    script = tmp_path / "sources.py"
+    script.write_text(SOURCES_SCRIPT)
+    r = torchrun([str(script), str(tiny_model_file), str(tmp_path), str(lat_path)], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in ("cyclic.tif", "latents.npy"):
+        assert (tmp_path / f"dist-{name}").read_bytes() == (tmp_path / f"one-{name}").read_bytes(), name
+
+
+def test_cli_scene_under_torchrun_one_line(tiny_model_file, tmp_path):
+    """`generate --style ...` under torchrun: the ranks share the tiles (not each the whole image)
+    and one "wrote" line is printed."""
+    from infinitygan.cli import main
+
+    scene = ["--style", "1@-60,0", "--style", "2@60,0"]
+    assert main(["generate", "--model", str(tiny_model_file), *ARGS, *scene, "--out", str(tmp_path / "one.tif"),
+                 "--quiet", "--device", "cpu"]) == 0
+    r = torchrun(["-m", "infinitygan", "generate", "--model", str(tiny_model_file), *ARGS, *scene, "--device", "cpu",
+                  "--out", "dist.tif"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wrote = [line for line in r.stderr.splitlines() if line.startswith("wrote")]
+    assert len(wrote) == 1 and "2 ranks" in wrote[0], r.stderr[-3000:]
+    assert (tmp_path / "dist.tif").read_bytes() == (tmp_path / "one.tif").read_bytes()
+
+
+def test_inversion_refuses_torchrun_in_one_line(tiny_model_file, tmp_path, monkeypatch, capsys):
+    from infinitygan.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    (tmp_path / "p.png").write_bytes(b"")
+    assert main(["invert", str(tmp_path / "p.png"), "--model", str(tiny_model_file), "--out",
+                 str(tmp_path / "l.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs in one process" in err[0]

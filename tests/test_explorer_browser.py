@@ -102,3 +102,37 @@ def test_explorer_page(tiny_model):
         page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"/tiles/9/1/\"]').length >= 1",
                                timeout=60000)
     assert not errors, errors
+
+
+def test_explorer_registers_an_evicted_scene_again_and_shows_rendering(tiny_model):
+    """The server forgets a scene (evicted, or restarted): the page's scene tiles get 404, the
+    page registers the scene again (same id) and the map fills in instead of staying blank. The
+    panel says while tiles are rendering."""
+    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0, band=256, render_tile=256)
+    store = SceneStore(renderer)
+    posts = []
+    post = store.post
+    store.post = lambda seed, data: posts.append(seed) or post(seed, data)
+    scene = "%7B%22centres%22%3A%5B%5D%2C%22resample%22%3A%5B%7B%22region%22%3A%5B-128%2C-128%2C256%2C256%5D%2C%22seed%22%3A42%7D%5D%7D"
+    with serving(create_app(renderer, scene_store=store)) as base, sync_playwright() as pw, chromium(pw) as browser:
+        page = browser.new_page(viewport={"width": 480, "height": 300})
+        seen_busy = []
+        page.expose_function("sawBusy", lambda text: seen_busy.append(text))
+        page.add_init_script("""new MutationObserver(function () {
+            const b = document.getElementById('busy');
+            if (b && !b.hidden) window.sawBusy(b.textContent);
+        }).observe(document, {subtree: true, attributes: true, childList: true, characterData: true});""")
+        page.goto(base + "/#seed=3&x=0&y=0&z=0&scene=" + scene)
+        page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded[src*=\"?scene=\"]').length >= 4",
+                               timeout=60000)
+        assert posts == [3]
+        assert any(t.startswith("rendering ") for t in seen_busy), seen_busy
+        page.wait_for_function("document.getElementById('busy').hidden", timeout=60000)
+        # the server forgets every scene and cached tile; the view moves to tiles never fetched
+        store._scenes.clear()
+        renderer._styles.clear()
+        page.evaluate("location.hash = '#seed=3&x=2048&y=0&z=0&scene=" + scene + "'")
+        page.wait_for_function(
+            "document.querySelectorAll('img.leaflet-tile-loaded[src*=\"/tiles/3/0/8/\"][src*=\"?scene=\"]').length >= 1",
+            timeout=60000)
+        assert posts == [3, 3]  # registered again, once

@@ -206,7 +206,7 @@ def _real_weights():
                     reason=f"the Inception weights {I.WEIGHTS_FILE} are not on this machine (no download here); "
                            f"put them in torch's hub cache or set {I.ENV_VAR} to run this test")
 def test_fid_with_the_real_inception_weights():
-    from infinitygan.training.procedural import ProceduralLandscapes
+    from infinitygan.data.procedural import ProceduralLandscapes
 
     net, _ = I.load_inception()
     ds = ProceduralLandscapes(size=64)
@@ -305,7 +305,7 @@ def test_fake_views_are_the_engine_regions_resized(tiny_model):
 def test_patch_views_and_real_crops(tiny_model):
     """The training-resolution column: P x P regions of the generator, not resized, centred like
     the 1x views; P x P crops of the preprocessed real full images, at seeded uniform positions."""
-    from infinitygan.training.data import open_dataset
+    from infinitygan.data.datasets import open_dataset
 
     cfg = tiny_model.config
     F, Pz = cfg.training.full_size, cfg.generator.patch_size
@@ -338,8 +338,8 @@ def test_reals_are_at_the_reference_size_not_upsampled():
     (rendered at F, pre-resized to R) the pre-resized image itself, not the F image shrunk."""
     from PIL import Image
 
-    from infinitygan.training.data import open_dataset
-    from infinitygan.training.procedural import render_landscape
+    from infinitygan.data.datasets import open_dataset
+    from infinitygan.data.procedural import render_landscape
 
     ds = open_dataset("procedural", 64, 24, seed=0)
     idx = np.array([3, 0])
@@ -367,7 +367,7 @@ def test_real_indices_distinct_and_disjoint():
 
 # ------------------------------------------------------------------------------ reference cache
 def test_reference_features_are_cached(random_inception, tmp_path, monkeypatch):
-    from infinitygan.training.procedural import ProceduralLandscapes
+    from infinitygan.data.procedural import ProceduralLandscapes
 
     ds = ProceduralLandscapes(size=24)
     real = E.RealSet("procedural", ds, 3, seed=0)
@@ -504,7 +504,7 @@ def test_reference_real_set_is_the_pre_resized_images(micro_pre_model_file):
     """What evaluate compares the N x views with: the real set at R, the procedural images'
     pre-resized stage, from the dataset the model trains on."""
     from infinitygan.api import load_model
-    from infinitygan.training.data import open_dataset
+    from infinitygan.data.datasets import open_dataset
 
     model = load_model(micro_pre_model_file)
     ds = open_dataset("procedural", 33, 24, seed=0)
@@ -522,7 +522,7 @@ def test_eval_on_an_lmdb_without_the_reference_size_exits_2(micro_pre_model_file
     pytest.importorskip("lmdb")
     from PIL import Image
 
-    from infinitygan.training.data import prepare_lmdb
+    from infinitygan.data.datasets import prepare_lmdb
 
     folder = tmp_path / "imgs"
     folder.mkdir()

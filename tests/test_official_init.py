@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from infinitygan import official as O
+from infinitygan.official import checkpoint as O
 from infinitygan.cli import main
 from infinitygan.config import TrainingConfig
 from infinitygan.io import runs

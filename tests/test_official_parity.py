@@ -20,7 +20,7 @@ from infinitygan.latents import Canvas
 from infinitygan.nn import blur_kernel_121
 from infinitygan.cli import main
 from infinitygan.errors import UserError
-from infinitygan.official import generator_from_official_state, infer_config, load_official
+from infinitygan.official.checkpoint import generator_from_official_state, infer_config, load_official
 from infinitygan.synthesis import Region, Synthesizer
 
 from conftest import official_fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from infinitygan.training.procedural import ProceduralLandscapes, render_landscape
+from infinitygan.data.procedural import ProceduralLandscapes, render_landscape
 
 
 def test_shape_dtype_and_determinism():
@@ -63,7 +63,7 @@ def test_render_work_is_bounded_by_size(monkeypatch):
     """Every noise value goes through the lattice hash: count hashed values instead of timing.
     A few per pixel, and a twice-as-wide image costs at most twice the work (no hidden
     per-image or quadratic cost)."""
-    from infinitygan.training import procedural
+    from infinitygan.data import procedural
 
     count = {"n": 0}
     orig = procedural._hash2
@@ -89,7 +89,7 @@ def test_pixels_are_float32_noise_coordinates_float64():
     float64 from float64 coordinates: far from the origin (x0 up to 1000, times an octave's
     frequency) the float32 noise equals a float64 evaluation of the same lattice to float32
     precision."""
-    from infinitygan.training import procedural
+    from infinitygan.data import procedural
 
     xs, ys = np.arange(197) / 197 * 180.0 + 999.0 * 180.0, np.arange(50) / 50 * 9.0
     n = procedural._vnoise2(xs, ys, 3)
@@ -107,7 +107,7 @@ def test_pixels_are_float32_noise_coordinates_float64():
 
 
 def test_hash_float32_is_in_unit_interval():
-    from infinitygan.training import procedural
+    from infinitygan.data import procedural
 
     h = procedural._hash2(np.arange(-5000, 5000)[None, :], np.arange(50)[:, None], 11, np.float32)
     assert h.dtype == np.float32 and h.min() >= 0.0 and h.max() < 1.0

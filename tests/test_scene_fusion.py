@@ -226,3 +226,37 @@ def test_bad_fields():
     StyleField([Mask(0, 0, m), Mask(1, 1, m)], [0, 1], 2, kernel=3)  # bounding boxes overlap, pixels do not
     with pytest.raises(UserError, match="overlap"):
         StyleField([Box(-5, 0, 10, 10), Box(318, 2, 4, 4)], [0, 1], 2, kernel=3, period=320)
+
+
+def _brute_labels(fld, y0, h, x0, w):
+    """Nearest point of every pixel with Python integers (ties: the first point)."""
+    pts, P = fld._points.tolist(), fld.period
+    out = torch.empty(h, w, dtype=torch.int64)
+    for j in range(h):
+        for i in range(w):
+            best = None
+            for k, (px, py) in enumerate(pts):
+                dx = x0 + i - px
+                if P:
+                    dx = min(dx % P, P - dx % P)
+                d = (y0 + j - py) ** 2 + dx ** 2
+                if best is None or d < best:
+                    best, lab = d, fld._point_labels[k]
+            out[j, i] = lab
+    return out
+
+
+def test_nearest_point_labels_are_exact_far_away():
+    """Squared distances beyond 2^53 do not round: two points 10 px apart vertically seen from
+    2^40 px away still split the rows between them (float64 would tie them all to the first)."""
+    fld = StyleField([Point(0, 0), Point(0, 10)], [0, 1], None, 3)
+    lab = fld.labels_window(0, 11, 2 ** 40, 4)
+    assert lab[:5].eq(0).all() and lab[6:].eq(1).all() and lab[5].eq(0).all()  # row 5: a tie, the first wins
+    g = torch.Generator().manual_seed(0)
+    for far, period in ((2 ** 40, None), (2 ** 59, None), (2 ** 40, 2224)):
+        c = int(torch.randint(-far, far, (1,), generator=g))
+        off = torch.randint(-40, 40, (4, 2), generator=g).tolist()
+        pts = [Point(c + dx, -c + dy) for dx, dy in off] + [Point(c + off[0][0] + 7, -c + off[0][1])]
+        fld = StyleField(pts, list(range(len(pts))), None, 3, period)
+        y0, x0 = -c - 20, c - 20
+        assert torch.equal(fld.labels_window(y0, 13, x0, 17), _brute_labels(fld, y0, 13, x0, 17)), (far, period)

@@ -138,10 +138,10 @@ class GatedRenderer(TileRenderer):
         self.gate = threading.Event()
         self.calls: list[list[TileKey]] = []
 
-    def render(self, keys):
+    def render(self, keys, scenes=None):
         self.gate.wait(30)
         self.calls.append(list(keys))
-        return super().render(keys)
+        return super().render(keys, scenes)
 
 
 def test_concurrent_requests_share_forwards_queue_bounds_and_drops(tiny_model):
@@ -180,17 +180,24 @@ def test_concurrent_requests_share_forwards_queue_bounds_and_drops(tiny_model):
     np.testing.assert_array_equal(decode(got[2]), ref)
 
 
-def test_render_failure_is_a_500_not_a_crash(tiny_model):
+def test_render_failure_is_a_500_not_a_crash(tiny_model, caplog):
     class Broken(TileRenderer):
-        def render(self, keys):
+        def render(self, keys, scenes=None):
             if keys[0].seed == 13:
-                raise RuntimeError("boom")
-            return super().render(keys)
+                raise RuntimeError("boom /secret/path")
+            return super().render(keys, scenes)
 
     with TestClient(create_app(Broken(tiny_model, "cpu", max_zoom=0, band=256, render_tile=128))) as c:
         r = c.get("/tiles/13/0/0/0.png")
-        assert r.status_code == 500 and "boom" in r.json()["error"]
+        assert r.status_code == 500 and r.json() == {"error": "render failed"}  # no internal text
         assert c.get("/tiles/12/0/0/0.png").status_code == 200
+    assert "boom /secret/path" in caplog.text  # the details are in the server's log
+
+
+def test_tile_coordinates_and_seeds_are_ascii_digits(renderer):
+    with TestClient(create_app(renderer)) as c:
+        assert c.get("/tiles/1/0/\u0663/0.png".encode().decode("unicode_escape")).status_code == 400  # Arabic-Indic 3
+        assert c.get("/tiles/\u0661/0/0/0.png".encode().decode("unicode_escape")).status_code == 400
 
 
 @pytest.mark.parametrize("args,needle", [

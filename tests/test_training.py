@@ -26,7 +26,7 @@ from infinitygan.cli import main
 from infinitygan.config import load_config
 from infinitygan.errors import UserError
 from infinitygan.training import losses
-from infinitygan.training.distributed import launch_local
+from infinitygan.parallel.env import launch_local
 from infinitygan.training.loop import train as train_run
 from infinitygan.training.options import RunOptions
 
@@ -192,7 +192,7 @@ def test_resume_equals_uninterrupted(tmp_path, micro):
 
 def test_resume_restores_data_position_without_replay(tmp_path, micro, monkeypatch):
     """Resuming at iteration k must not load the first k batches' images."""
-    from infinitygan.training import data
+    from infinitygan.data import datasets as data
 
     cfg = load_config(micro)
     out = tmp_path / "r"
@@ -255,7 +255,7 @@ def test_tiny_images_are_skipped_with_one_warning(tmp_path, micro, capsys):
     assert rc == 0, err
     warned = [ln for ln in err.splitlines() if "warning" in ln]
     assert len(warned) == 1 and "skipped 2 images smaller than 32 px" in warned[0], err
-    from infinitygan.training.data import open_dataset
+    from infinitygan.data.datasets import open_dataset
 
     with pytest.warns(UserWarning):
         assert len(open_dataset(str(folder), 33)) == 4
@@ -266,7 +266,7 @@ def test_sampler_positions_are_arithmetic_and_split_between_ranks():
     gives exactly the tail of the stream from 0."""
     from itertools import islice
 
-    from infinitygan.training.data import ResumableSampler
+    from infinitygan.data.datasets import ResumableSampler
 
     n, B = 7, 4
     whole = list(islice(iter(ResumableSampler(n, B, seed=3)), 5 * B))

@@ -39,7 +39,7 @@ def test_frames_are_crops_of_the_image(tiny_model, speed, strip):
 
 def test_each_strip_rendered_once_and_memory_bounded(tiny_model, monkeypatch):
     synth = tiny_model.synthesizer("cpu")
-    from infinitygan import video
+    from infinitygan.video import pan as video
 
     seen, widths = [], []
     orig = video.StripBuffer._render

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from ..render.cli_options import options_from, render_options
 
 
 def register(cli: click.Group) -> None:
@@ -52,6 +53,16 @@ def inversion_options(f):
     return f
 
 
+def one_process(what: str) -> None:
+    """GAN inversion runs in one process: refuse it under torchrun in one line (every rank would
+    repeat the same optimisation)."""
+    from ..parallel.env import launched
+
+    if launched():
+        raise UserError(f"{what} runs in one process: run it without torchrun (torchrun shares the rendering of "
+                        "`generate --latents` and `outpaint --latents` among ranks)")
+
+
 def _config(kw: dict, seed: int):
     from .invert import InversionConfig
 
@@ -63,16 +74,16 @@ def _config(kw: dict, seed: int):
 
 
 def invert_photo(model, image: str, kw: dict, seed: int, x: int | None, y: int | None, quiet: bool,
-                 period: int | None = None, region=None):
-    """Read ``image`` (and mask), place it (at ``region``, else x / y, else the default), invert it:
-    Latents (on a cyclic canvas of ``period`` pixels when given)."""
+                 period: int | None = None, region=None, device="auto"):
+    """Read ``image`` (and mask), place it (at ``region``, else x / y, else the default), invert it
+    on ``device``: Latents (on a cyclic canvas of ``period`` pixels when given)."""
     from ..api import resolve_device
     from .invert import Inversion
     from .perceptual import perceptual_loss
     from .target import load_target
 
     cfg = _config(kw, seed)
-    dev = resolve_device(kw["device"])
+    dev = resolve_device(kw.get("device", device))
     pixels, known = load_target(image, kw["mask_path"])
     h, w = pixels.shape[:2]
     region = model.region(w, h, x, y) if region is None else region
@@ -128,6 +139,7 @@ def invert_cmd(image, model_path, x, y, seed, cyclic, preview, out, quiet, **kw)
     from ..io.images import check_output_path, save_image
     from .latents_file import check_latents_output
 
+    one_process("invert")
     check_latents_output(out)
     if preview is not None:
         check_output_path(preview)
@@ -170,87 +182,88 @@ def invert_cmd(image, model_path, x, y, seed, cyclic, preview, out, quiet, **kw)
 @click.option("--resample", multiple=True, metavar="X,Y,W,H:SEED",
               help="regional resampling: zl and noise of this output rectangle from another seed (repeatable)")
 @click.option("--save-latents", default=None, type=click.Path(dir_okay=False), help="also save the inversion of PHOTO")
-@click.option("--tile", default=None, type=int, help="tile size in pixels")
-@click.option("--batch", default=None, type=int, help="tiles per forward pass")
-@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16 (synthesis)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
-@click.option("--quiet", is_flag=True, help="no progress bars")
+@render_options(device=False)
 def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, image_x, image_y, seed, invert_seed,
-                 feather, resample, save_latents, tile, batch, dtype, out, quiet, **kw):
+                 feather, resample, save_latents, out, **kw):
     """Extend a photo (or an inversion) to WIDTH x HEIGHT: the inverted latents inside, the canvas
-    of SEED outside; different seeds give different continuations. Streams any size."""
-    from ..api import load_model, resolve_device, resolve_dtype
-    from ..io.images import check_output_path
+    of SEED outside; different seeds give different continuations. Streams any size; under
+    torchrun (with --latents) the ranks share the tiles."""
+    from ..api import load_model
+    from ..io.images import check_output
+    from ..render import Job, run
     from .latents_file import check_latents_output, load_latents
-    from .outpaint import outpaint_region, outpaint_to_file
+    from .outpaint import LatentsSource, outpaint_region
 
+    device = kw["device"]
+    options, quiet = options_from(kw)
     if (photo is None) == (latents_path is None):
         raise UserError("give either a PHOTO or --latents FILE")
+    if photo is not None:
+        one_process("outpainting a PHOTO (its inversion)")
     if width is None:
         if cyclic is None:
             raise UserError("--width is required (or --cyclic PERIOD)")
         width = cyclic
     if width <= 0 or height <= 0:
         raise UserError(f"--width and --height must be positive, got {width}x{height}")
-    if tile is not None and tile <= 0:
-        raise UserError(f"--tile must be positive, got {tile}")
-    if batch is not None and batch <= 0:
-        raise UserError(f"--batch must be positive, got {batch}")
     if feather is not None and feather < 0:
         raise UserError(f"--paste-back must be >= 0, got {feather}")
-    check_output_path(out)
     if save_latents is not None:
         check_latents_output(save_latents)
-    resolve_dtype(dtype)
-    dev = resolve_device(kw["device"])
     rs = [parse_resample(t) for t in resample]
-    model = load_model(model_path)
-    if latents_path is not None:
-        lat = load_latents(latents_path, model)
-        if cyclic is not None and lat.period is None and native_period(model, cyclic):
-            import dataclasses
 
+    def build() -> Job:
+        model = load_model(model_path)
+        if latents_path is not None:
+            lat = cyclic_latents(model, load_latents(latents_path, model), cyclic, latents_path)
+        else:
             from .footprint import footprint
             from .invert import check_period
+            from .target import load_target
 
-            check_period(cyclic, footprint(model.generator.geometry, lat.region), model.generator.geometry.lattice)
-            lat = dataclasses.replace(lat, period=cyclic)  # plain coordinates are periodic here already
-        if cyclic is not None and cyclic != lat.period:
-            raise UserError(f"{latents_path} was inverted for period {lat.period} (invert again with --cyclic {cyclic})"
-                            if lat.period else f"{latents_path} is not a cyclic inversion (invert with --cyclic {cyclic})")
-    else:
+            pixels, _ = load_target(photo, kw["mask_path"])  # validate (and size-check) before inverting
+            image = model.region(pixels.shape[1], pixels.shape[0], image_x, image_y)
+            planned = outpaint_region(image, width, height, x, y)
+            check_output(out, planned.width, planned.height, options.force)  # before the long inversion
+            check_period(cyclic, footprint(model.generator.geometry, image), model.generator.geometry.lattice)
+            lat = invert_photo(model, photo, kw, invert_seed, image_x, image_y, quiet, period=cyclic, device=device)
+            if save_latents is not None:
+                lat.save(save_latents)
+        region = outpaint_region(lat.region, width, height, x, y)
+        return Job(model, LatentsSource(lat, seed, region, feather, rs), region,
+                   f"at x={region.x}, y={region.y}; seed {seed}")
+
+    run(build, out, options, quiet)
+
+
+def cyclic_latents(model, lat, cyclic: int | None, latents_path):
+    """``lat`` for a cyclic panorama of period ``cyclic`` (None: as it is): a plain inversion serves
+    when the period is a whole number of the model's coordinate periods, else it must have been
+    inverted for that period."""
+    if cyclic is not None and lat.period is None and native_period(model, cyclic):
+        import dataclasses
+
         from .footprint import footprint
         from .invert import check_period
-        from .target import load_target
 
-        pixels, _ = load_target(photo, kw["mask_path"])  # validate (and size-check) before inverting
-        image = model.region(pixels.shape[1], pixels.shape[0], image_x, image_y)
-        outpaint_region(image, width, height, x, y)
-        check_period(cyclic, footprint(model.generator.geometry, image), model.generator.geometry.lattice)
-        lat = invert_photo(model, photo, kw, invert_seed, image_x, image_y, quiet, period=cyclic)
-        if save_latents is not None:
-            lat.save(save_latents)
-    region = outpaint_region(lat.region, width, height, x, y)
-    outpaint_to_file(out, model, lat, seed, region, tile=tile, batch=batch, device=dev, dtype=dtype,
-                     progress=not quiet, feather=feather, resample=rs)
-    if not quiet:
-        click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; seed {seed})", err=True)
+        check_period(cyclic, footprint(model.generator.geometry, lat.region), model.generator.geometry.lattice)
+        lat = dataclasses.replace(lat, period=cyclic)  # plain coordinates are periodic here already
+    if cyclic is not None and cyclic != lat.period:
+        raise UserError(f"{latents_path} was inverted for period {lat.period} (invert again with --cyclic {cyclic})"
+                        if lat.period else f"{latents_path} is not a cyclic inversion (invert with --cyclic {cyclic})")
+    return lat
 
 
-def generate_latents(model_path, seed, width, height, x, y, tile, batch, device, dtype, latents_path, out, quiet):
-    """``generate --latents FILE``: the canvas of SEED with the file's latents (default region: the image's)."""
-    from ..api import load_model, resolve_device, resolve_dtype
-    from ..io.images import check_output_path
+def latents_job(model_path, seed, width, height, x, y, latents_path):
+    """The job of ``generate --latents FILE``: the canvas of SEED with the file's latents over the
+    region (default: the image's own; a larger one is centred on it)."""
+    from ..api import load_model
+    from ..render import Job
     from ..synthesis import Region
     from .latents_file import load_latents
-    from .outpaint import outpaint_to_file
+    from .outpaint import LatentsSource
 
-    for name, v in (("--width", width), ("--height", height), ("--tile", tile), ("--batch", batch)):
-        if v is not None and v <= 0:
-            raise UserError(f"{name} must be positive, got {v}")
-    check_output_path(out)
-    resolve_dtype(dtype)
-    dev = resolve_device(device)
     model = load_model(model_path)
     lat = load_latents(latents_path, model)
     r = lat.region
@@ -258,10 +271,7 @@ def generate_latents(model_path, seed, width, height, x, y, tile, batch, device,
     height = r.height if height is None else height
     region = Region(r.x - (width - r.width) // 2 if x is None else x,
                     r.y - (height - r.height) // 2 if y is None else y, width, height)
-    outpaint_to_file(out, model, lat, seed, region, tile=tile, batch=batch, device=dev, dtype=dtype,
-                     progress=not quiet)
-    if not quiet:
-        click.echo(f"wrote {out} ({region.width}x{region.height} at x={region.x}, y={region.y})", err=True)
+    return Job(model, LatentsSource(lat, seed, region), region, f"at x={region.x}, y={region.y}")
 
 
 # ==================================================================================== inbetween
@@ -280,70 +290,74 @@ def generate_latents(model_path, seed, width, height, x, y, tile, batch, device,
 @click.option("--fusion-kernel", default=None, type=int, help="mean-filter size of the style fusion (odd; default 8 lattices - 1)")
 @inversion_options
 @click.option("--save-latents", default=None, help="PREFIX: also save PREFIX-left.safetensors and PREFIX-right.safetensors")
-@click.option("--tile", default=None, type=int, help="tile size in pixels")
-@click.option("--batch", default=None, type=int, help="tiles per forward pass")
-@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16 (synthesis)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
-@click.option("--quiet", is_flag=True, help="no progress bars")
+@render_options(device=False)
 def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, height, x, y, fusion_kernel,
-                  save_latents, tile, batch, dtype, out, quiet, **kw):
+                  save_latents, out, **kw):
     """Join LEFT and RIGHT (photos or latents files of `invert`) placed DISTANCE pixels apart:
-    the canvas of SEED between them, their inverted styles joined by spatial style fusion."""
-    from ..api import load_model, resolve_device, resolve_dtype
-    from ..io.images import check_output_path
+    the canvas of SEED between them, their inverted styles joined by spatial style fusion.
+    Under torchrun (two latents files) the ranks share the tiles."""
+    from ..api import load_model
+    from ..io.images import check_output
+    from ..render import Job, run
     from ..synthesis import Region
-    from .inbetween import inbetween_to_file, pair_region, place_pair
+    from .inbetween import InbetweenSource, pair_region, place_pair
     from .latents_file import check_latents_output, load_latents
     from .target import load_target
 
-    for name, v in (("--width", width), ("--height", height), ("--tile", tile), ("--batch", batch)):
+    device = kw["device"]
+    options, quiet = options_from(kw)
+    for name, v in (("--width", width), ("--height", height)):
         if v is not None and v <= 0:
             raise UserError(f"{name} must be positive, got {v}")
     if fusion_kernel is not None and (fusion_kernel <= 0 or fusion_kernel % 2 == 0):
         raise UserError(f"--fusion-kernel must be a positive odd number, got {fusion_kernel}")
-    check_output_path(out)
+    is_lat = [Path(p).suffix.lower() == ".safetensors" for p in (left, right)]
+    if not all(is_lat):
+        one_process("inbetweening photos (their inversion)")
     if save_latents is not None:
         for side in ("left", "right"):
             check_latents_output(f"{save_latents}-{side}.safetensors")
-    resolve_dtype(dtype)
-    dev = resolve_device(kw["device"])
-    model = load_model(model_path)
-    is_lat = [Path(p).suffix.lower() == ".safetensors" for p in (left, right)]
-    lats: list = [load_latents(p, model) if il else None for p, il in zip((left, right), is_lat)]
-    sizes = []
-    for p, lat in zip((left, right), lats):
-        if lat is None:
-            px, _ = load_target(p, kw["mask_path"])
-            sizes.append((px.shape[1], px.shape[0]))
+
+    def build() -> Job:
+        model = load_model(model_path)
+        lats: list = [load_latents(p, model) if il else None for p, il in zip((left, right), is_lat)]
+        sizes = []
+        for p, lat in zip((left, right), lats):
+            if lat is None:
+                px, _ = load_target(p, kw["mask_path"])
+                sizes.append((px.shape[1], px.shape[0]))
+            else:
+                sizes.append((lat.region.width, lat.region.height))
+        if all(is_lat):
+            gap = lats[1].region.x - lats[0].region.x - lats[0].region.width
+            if distance is not None and distance != gap:
+                raise UserError(f"the two latents files lie {gap} pixels apart, not --distance {distance}")
+            regions = [lats[0].region, lats[1].region]
         else:
-            sizes.append((lat.region.width, lat.region.height))
-    if all(is_lat):
-        gap = lats[1].region.x - lats[0].region.x - lats[0].region.width
-        if distance is not None and distance != gap:
-            raise UserError(f"the two latents files lie {gap} pixels apart, not --distance {distance}")
-        regions = [lats[0].region, lats[1].region]
-    else:
-        if distance is None:
-            raise UserError("--distance is required")
-        a, b = place_pair(model, sizes[0], sizes[1], distance)
-        if lats[0] is not None:
-            b = Region(lats[0].region.x + lats[0].region.width + distance, b.y, b.width, b.height)
-            a = lats[0].region
-        elif lats[1] is not None:
-            a = Region(lats[1].region.x - distance - a.width, a.y, a.width, a.height)
-            b = lats[1].region
-        regions = [a, b]
-    for i, (p, r) in enumerate(zip((left, right), regions)):
-        if lats[i] is None:
-            lats[i] = invert_photo(model, p, kw, invert_seed, None, None, quiet, region=r)
-            if save_latents is not None:
-                lats[i].save(f"{save_latents}-{('left', 'right')[i]}.safetensors")
-    span = pair_region(*regions)
-    width = span.width if width is None else width
-    height = span.height if height is None else height
-    region = Region(span.x - (width - span.width) // 2 if x is None else x,
-                    span.y - (height - span.height) // 2 if y is None else y, width, height)
-    inbetween_to_file(out, model, lats, seed, region, fusion_kernel, tile, batch, dev, dtype, progress=not quiet)
-    if not quiet:
-        click.echo(f"wrote {out} ({width}x{height} at x={region.x}, y={region.y}; images at x={regions[0].x} "
-                   f"and x={regions[1].x})", err=True)
+            if distance is None:
+                raise UserError("--distance is required")
+            a, b = place_pair(model, sizes[0], sizes[1], distance)
+            if lats[0] is not None:
+                b = Region(lats[0].region.x + lats[0].region.width + distance, b.y, b.width, b.height)
+                a = lats[0].region
+            elif lats[1] is not None:
+                a = Region(lats[1].region.x - distance - a.width, a.y, a.width, a.height)
+                b = lats[1].region
+            regions = [a, b]
+        span = pair_region(*regions)
+        w = span.width if width is None else width
+        h = span.height if height is None else height
+        region = Region(span.x - (w - span.width) // 2 if x is None else x,
+                        span.y - (h - span.height) // 2 if y is None else y, w, h)
+        if not all(is_lat):
+            check_output(out, region.width, region.height, options.force)  # before the long inversions
+        for i, (p, r) in enumerate(zip((left, right), regions)):
+            if lats[i] is None:
+                lats[i] = invert_photo(model, p, kw, invert_seed, None, None, quiet, region=r, device=device)
+                if save_latents is not None:
+                    lats[i].save(f"{save_latents}-{('left', 'right')[i]}.safetensors")
+        return Job(model, InbetweenSource(lats, seed, fusion_kernel), region,
+                   f"at x={region.x}, y={region.y}; images at x={regions[0].x} and x={regions[1].x}")
+
+    run(build, out, options, quiet)

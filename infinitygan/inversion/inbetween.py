@@ -20,6 +20,7 @@ import torch
 
 from ..errors import UserError
 from ..latents import Canvas
+from ..render.options import RenderOptions
 from ..synthesis import Region
 from .latents_file import Latents
 
@@ -75,18 +76,35 @@ def inbetween_canvas(synth, lats: list[Latents], seed: int, kernel: int | None =
     return canvas
 
 
+class InbetweenSource:
+    """Two (or more) inversions joined on the canvas of ``seed`` as a canvas source of the render
+    pipeline (``infinitygan.render``): ``inbetween_canvas`` bound to each synthesizer."""
+
+    def __init__(self, lats: list[Latents], seed: int, kernel: int | None = None):
+        self.lats, self.seed, self.kernel = lats, int(seed), kernel
+
+    def canvas(self, synth) -> Canvas:
+        return inbetween_canvas(synth, self.lats, self.seed, self.kernel)
+
+    def styles(self) -> None:
+        return None
+
+    def post(self, region: Region) -> None:
+        return None
+
+
 def inbetween(model, lats: list[Latents], seed: int, region: Region, kernel: int | None = None,
               tile=None, batch=None, device=None, dtype="float32", progress: bool = False) -> np.ndarray:
     """The joined images over ``region`` as float32 (H, W, 3)."""
     synth = model.synthesizer(device, dtype)
-    return synth.render(inbetween_canvas(synth, lats, seed, kernel), region, tile, batch, progress)
+    return synth.render(InbetweenSource(lats, seed, kernel).canvas(synth), region, tile, batch, progress)
 
 
 def inbetween_to_file(path: str | Path, model, lats: list[Latents], seed: int, region: Region,
-                      kernel: int | None = None, tile=None, batch=None, device=None, dtype="float32",
-                      progress: bool = False) -> Path:
-    """Stream the joined images over ``region`` to an image file (atomic), like ``generate``."""
-    from ..api import render_to_file
+                      kernel: int | None = None, options: RenderOptions | None = None, **settings) -> Path:
+    """Stream the joined images over ``region`` to an image file (atomic) through the render
+    pipeline, like ``generate``. ``options`` / ``settings``: see ``RenderOptions``."""
+    from ..render.pipeline import render_to_file
 
-    synth = model.synthesizer(device, dtype)
-    return render_to_file(path, synth, inbetween_canvas(synth, lats, seed, kernel), region, tile, batch, progress)
+    return render_to_file(model, InbetweenSource(lats, seed, kernel), region, path,
+                          RenderOptions.of(options, **settings))

@@ -3,7 +3,7 @@
 The canvas of seed S supplies zl and noise everywhere; the inverted zl and noise windows are
 pasted over it; zg and the W+ styles are the inverted ones everywhere. The output region is then
 rendered tile by tile by ``Synthesizer.tiles`` (bounded memory at any width) and written by the
-streaming writers (``api.render_to_file``). Different seeds give different continuations, and the inverted region is
+streaming writers (``render.pipeline``: one process or torchrun ranks). Different seeds give different continuations, and the inverted region is
 the same for every seed (its pixels read nothing but the latents file).
 
 Optional:
@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
-from ..api import render_to_file
 from ..errors import UserError
 from ..latents import Canvas
+from ..render.options import RenderOptions
 from ..synthesis import Region
 from .latents_file import Latents
 
@@ -84,26 +84,48 @@ def paste_back(tiles, region: Region, lat: Latents, feather: int):
         yield t, px
 
 
-def _post(lat: Latents, region: Region, feather: int | None):
-    return None if feather is None else (lambda tiles: paste_back(tiles, region, lat, feather))
+class LatentsSource:
+    """Inverted latents on the canvas of ``seed`` as a canvas source of the render pipeline
+    (``infinitygan.render``): the canvas of ``outpaint_canvas`` for ``region``, the inverted W+
+    styles, and the paste-back of the known pixels when ``feather`` is not None."""
+
+    def __init__(self, lat: Latents, seed: int, region: Region, feather: int | None = None, resample=()):
+        if feather is not None and feather < 0:
+            raise UserError(f"--paste-back must be >= 0, got {feather}")
+        if feather is not None and lat.target is None:
+            raise UserError("this latents file holds no image to paste back")
+        self.lat, self.seed, self.region, self.feather, self.resample = lat, int(seed), region, feather, tuple(resample)
+
+    def canvas(self, synth) -> Canvas:
+        return outpaint_canvas(self.lat, self.seed, self.region, synth.generator, self.resample)
+
+    def styles(self):
+        return self.lat.styles[None]
+
+    def post(self, region: Region):
+        if self.feather is None:
+            return None
+        return lambda tiles: paste_back(tiles, region, self.lat, self.feather)
 
 
-def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: Region, tile=None, batch=None,
-                     device=None, dtype="float32", progress: bool = False, feather: int | None = None,
-                     force: bool = False, resample=()) -> Path:
+def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: Region, feather: int | None = None,
+                     resample=(), options: RenderOptions | None = None, **settings) -> Path:
     """Stream the outpainted region to an image file (atomic; .png, .tif, .npy, .jpg) through the
-    engine's tiles; paste-back when feather is not None."""
-    synth = model.synthesizer(device, dtype)
-    return render_to_file(path, synth, outpaint_canvas(lat, seed, region, synth.generator, resample), region, tile, batch, progress, force,
-                          styles=lat.styles[None], post=_post(lat, region, feather))
+    render pipeline (in a torch.distributed group, call it on every rank); paste-back when
+    feather is not None. ``options`` / ``settings``: see ``RenderOptions``."""
+    from ..render.pipeline import render_to_file
+
+    return render_to_file(model, LatentsSource(lat, seed, region, feather, resample), region, path,
+                          RenderOptions.of(options, **settings))
 
 
 def outpaint(model, lat: Latents, seed: int, region: Region, tile=None, batch=None, device=None,
              dtype="float32", progress: bool = False, feather: int | None = None, resample=()) -> np.ndarray:
     """The outpainted region as float32 (H, W, 3)."""
+    source = LatentsSource(lat, seed, region, feather, resample)
     synth = model.synthesizer(device, dtype)
-    tiles = synth.tiles(outpaint_canvas(lat, seed, region, synth.generator, resample), region, tile, batch, progress, styles=lat.styles[None])
-    post = _post(lat, region, feather)
+    tiles = synth.tiles(source.canvas(synth), region, tile, batch, progress, styles=source.styles())
+    post = source.post(region)
     out = np.empty((region.height, region.width, 3), np.float32)
     for t, px in (tiles if post is None else post(tiles)):
         out[t.y0 - region.y: t.y1 - region.y, t.x0 - region.x: t.x1 - region.x] = px

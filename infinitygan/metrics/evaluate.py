@@ -46,7 +46,7 @@ def default_cache_dir() -> Path:
 def data_identity(spec: str, dataset) -> dict:
     """What identifies the images of ``open_dataset(spec, ...)`` (see the module docstring)."""
     if spec == "procedural":
-        from ..training import procedural
+        from ..data import procedural
 
         src = Path(procedural.__file__).read_bytes()
         return {"kind": "procedural", "seed": getattr(dataset, "seed", 0), "length": len(dataset),
@@ -145,7 +145,7 @@ def _open_data(data: str, cfg, proto: "P.EvalProtocol"):
     An LMDB holds one size only: a pack at F serves the patch column (and the N x columns when
     R = F), a pack at R the N x columns; the reals of a column it cannot serve are refused in one
     line when loaded (``load_uint8``)."""
-    from ..training.data import LMDBDataset, _is_lmdb_path, open_dataset
+    from ..data.datasets import LMDBDataset, _is_lmdb_path, open_dataset
 
     full, ref = proto.full_size, proto.reference_size
     if data != "procedural" and _is_lmdb_path(Path(data).expanduser()):

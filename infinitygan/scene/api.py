@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..render.options import RenderOptions
 from ..tiling import Region
 from .bind import bind_scene
 from .scene import Scene
@@ -52,17 +53,31 @@ def render(model, scene: Scene, width: int | None = None, height: int | None = N
     return synth.render(canvas, scene_region(model, scene, width, height, x, y), tile, batch, progress)
 
 
+class SceneSource:
+    """A scene as a canvas source of the render pipeline (``infinitygan.render``): its canvas is
+    bound to each synthesizer (style fusion on its device and dtype)."""
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+
+    def canvas(self, synth):
+        return bind_scene(self.scene, synth)
+
+    def styles(self) -> None:
+        return None
+
+    def post(self, region: Region) -> None:
+        return None
+
+
 def render_to_file(model, path: str | Path, scene: Scene, width: int | None = None, height: int | None = None,
-                   x: int | None = None, y: int | None = None, tile: int | None = None, batch: int | None = None,
-                   device=None, dtype="float32", progress: bool = False, force: bool = False,
-                   max_memory_mb: float | None = None) -> Path:
+                   x: int | None = None, y: int | None = None, options: RenderOptions | None = None,
+                   **settings) -> Path:
     """Stream the scene's region to an image file (.png, .jpg, .tif, .npy) in bounded memory,
-    through the engine's writers (everything refusable is refused before synthesis)."""
-    from ..api import render_to_file as engine_render_to_file
-    from ..io.images import check_output
+    through the render pipeline (everything refusable is refused before synthesis; in a
+    torch.distributed group, call it on every rank). ``options`` / ``settings``: see
+    ``RenderOptions``."""
+    from ..render.pipeline import render_to_file as pipeline_render_to_file
 
     region = scene_region(model, scene, width, height, x, y)
-    path = check_output(path, region.width, region.height, force)
-    synth = model.synthesizer(device, dtype, max_memory_mb)
-    canvas = bind_scene(scene, synth)
-    return engine_render_to_file(path, synth, canvas, region, tile, batch, progress, force)
+    return pipeline_render_to_file(model, SceneSource(scene), region, path, RenderOptions.of(options, **settings))

@@ -24,13 +24,29 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, check_int
+from ..tiling import MAX_POSITION
+
+#: below this distance (pixels, on both axes) squared distances stay under 2^51 and float64
+#: compares them exactly: the fast path of the nearest-point labels
+_EXACT_FLOAT = 2 ** 25
+
+
+def _place(name: str, v) -> int:
+    v = check_int(name, v)
+    if abs(v) > MAX_POSITION:
+        raise UserError(f"{name} must stay within +-2^60, got {v}")
+    return v
 
 
 @dataclass(frozen=True)
 class Point:
     x: int
     y: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "x", _place("a point's x", self.x))
+        object.__setattr__(self, "y", _place("a point's y", self.y))
 
     def bbox(self):
         return None
@@ -44,6 +60,8 @@ class Box:
     height: int
 
     def __post_init__(self):
+        for name in ("x", "y", "width", "height"):
+            object.__setattr__(self, name, _place(f"a box's {name}", getattr(self, name)))
         if self.width <= 0 or self.height <= 0:
             raise UserError(f"a box must have a positive size, got {self.width}x{self.height}")
 
@@ -187,6 +205,20 @@ class StyleField:
         return out
 
     def _nearest_point(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """(H, W) labels of the nearest point (ties: the first), exact at any distance: float64
+        while every squared distance is below 2^51, exact integers beyond."""
+        pts = self._points.tolist()
+        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]), int(xs[0]), int(xs[-1])
+        P = self.period
+        reach = max(max(abs(y0 - py), abs(y1 - py),
+                        P // 2 + 1 if P is not None else max(abs(x0 - px), abs(x1 - px))) for px, py in pts)
+        if reach < _EXACT_FLOAT:
+            return self._nearest_float(ys, xs)
+        if P is not None:
+            return self._nearest_periodic_exact(ys, xs)
+        return self._nearest_exact(y0, ys.shape[0], x0, xs.shape[0])
+
+    def _nearest_float(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
         best = None
         lab = None
         for (px, py), c in zip(self._points.tolist(), self._point_labels):
@@ -203,6 +235,65 @@ class StyleField:
                 lab.masked_fill_(closer, c)
                 torch.minimum(best, d, out=best)
         return lab
+
+    def _nearest_periodic_exact(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Around the circle |dx| <= P / 2: per row, the points whose dy^2 exceeds the row's
+        smallest by more than (P / 2)^2 cannot win; the others' distances minus that smallest
+        are below 2^61 for P < 2^31 and compare exactly in int64."""
+        P = self.period
+        pts = self._points.tolist()
+        dy2 = [[(int(y) - py) ** 2 for _, py in pts] for y in ys.tolist()]  # Python ints, any size
+        cap, never = (P // 2) ** 2, 2 ** 62
+        rel = []
+        for row in dy2:
+            m = min(row)
+            rel.append([d - m if d - m <= cap else never for d in row])
+        rel = torch.tensor(rel, dtype=torch.int64)  # (H, N)
+        best = lab = None
+        for k, ((px, _), c) in enumerate(zip(pts, self._point_labels)):
+            dx = torch.remainder(xs - px, P)
+            dx = torch.minimum(dx, P - dx)
+            d = rel[:, k:k + 1] + dx.square()[None, :]
+            if best is None:
+                best, lab = d, torch.full(d.shape, c, dtype=torch.int64)
+            else:
+                closer = d < best
+                lab.masked_fill_(closer, c)
+                torch.minimum(best, d, out=best)
+        return lab
+
+    def _nearest_exact(self, y0: int, height: int, x0: int, width: int) -> torch.Tensor:
+        """Exact nearest points of a window far from some point (no period), row by row: along
+        a row, |p - q|^2 - x^2 is linear in x, so the winner changes at integer crossings
+        computed with Python integers (ties keep the earlier point)."""
+        pts = self._points.tolist()
+        n = len(pts)
+        slope = [2 * (x0 - px) for px, _ in pts]  # d_p(x0 + i) - i^2 = K_p + slope_p * i
+        out = torch.empty(height, width, dtype=torch.int64)
+        for j in range(height):
+            y = y0 + j
+            K = [(y - py) ** 2 + (x0 - px) ** 2 for px, py in pts]
+
+            def winner(i: int) -> int:
+                return min(range(n), key=lambda p: (K[p] + slope[p] * i, p))
+
+            i, w = 0, winner(0)
+            while True:
+                nxt = None
+                for p in range(n):
+                    ds = slope[p] - slope[w]
+                    if p == w or ds >= 0:
+                        continue  # a line with a larger or equal slope cannot overtake later
+                    dk = K[p] - K[w]  # p beats w at i' once dk + ds * i' < 0 (<= 0 when p is earlier)
+                    at = -(dk // ds) if p < w else dk // (-ds) + 1
+                    at = max(at, i + 1)
+                    nxt = at if nxt is None else min(nxt, at)
+                stop = width if nxt is None else min(nxt, width)
+                out[j, i:stop] = self._point_labels[w]
+                if stop >= width:
+                    break
+                i, w = stop, winner(stop)
+        return out
 
     def point_label(self, y: int, x: int) -> int:
         """The label of one pixel."""
@@ -256,7 +347,7 @@ class StyleField:
                 k = (x - px - m) // self.period
                 cands = [(m, k), (self.period - m, k + 1)]
             for dx, k in cands:
-                d = float(y - py) ** 2 + float(dx) ** 2  # float64, exactly as labels_window
+                d = (y - py) ** 2 + dx ** 2  # exact integers, as labels_window
                 if best is None or d < best:
                     best, arg = d, (i, k)
         return arg

@@ -22,6 +22,7 @@ from the FIFO before it is rendered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -39,12 +40,19 @@ from .tiles import FORMATS, SEED_LIMIT, TILE_PX, X_LIMIT, TileKey, TileRenderer,
 
 STATIC = Path(__file__).parent / "static"
 CACHE_CONTROL = "public, max-age=31536000, immutable"
-_INT = re.compile(r"-?\d{1,20}")
+_INT = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only
 _SCENE = re.compile(r"[0-9a-f]{1,64}")
+
+
+logger = logging.getLogger("infinitygan.serve")
 
 
 class QueueFull(Exception):
     pass
+
+
+class RenderFailed(Exception):
+    """A render raised (its details go to the server's log, never into a response)."""
 
 
 class ClientGone(Exception):
@@ -90,6 +98,7 @@ class Job:
     key: TileKey
     fmt: str
     future: asyncio.Future
+    scene: dict | None = None  # the scene's definition, taken when the request was accepted
     waiters: int = 0
     created: float = field(default_factory=time.monotonic)
 
@@ -129,9 +138,10 @@ class TileService:
         self._pool.shutdown(wait=True)
 
     # ---- requests ------------------------------------------------------------------------
-    async def fetch(self, key: TileKey, fmt: str, disconnected) -> bytes:
+    async def fetch(self, key: TileKey, fmt: str, disconnected, scene: dict | None = None) -> bytes:
         """The tile's bytes; raises QueueFull or ClientGone. ``disconnected``: a callable returning
-        an awaitable that completes when the client goes away (asked for only when waiting)."""
+        an awaitable that completes when the client goes away (asked for only when waiting).
+        ``scene``: the definition of ``key.scene`` (rendered even if the store evicts it meanwhile)."""
         k = (key, fmt)
         data = self.cache.get(k)
         if data is not None:
@@ -141,7 +151,7 @@ class TileService:
             if len(self._pending) >= self.max_queue:
                 self.stats["rejected_503"] += 1
                 raise QueueFull
-            job = Job(key, fmt, asyncio.get_running_loop().create_future())
+            job = Job(key, fmt, asyncio.get_running_loop().create_future(), scene)
             self._jobs[k] = job
             self._pending[k] = job
             self._wake.set()
@@ -172,8 +182,8 @@ class TileService:
                 del self._pending[k]
         return taken
 
-    def _render_encode(self, jobs: list[tuple[TileKey, str]]) -> list[bytes]:
-        imgs = self.renderer.render([k for k, _ in jobs])
+    def _render_encode(self, jobs: list[tuple[TileKey, str]], scenes: dict | None = None) -> list[bytes]:
+        imgs = self.renderer.render([k for k, _ in jobs], scenes)
         return [encode(img, fmt) for img, (_, fmt) in zip(imgs, jobs)]
 
     async def _run(self) -> None:
@@ -183,15 +193,17 @@ class TileService:
             self._wake.clear()
             while self._pending:
                 jobs = self._take()
+                scenes = {(j.key.seed, j.key.scene): j.scene for j in jobs if j.scene is not None}
                 try:
                     results = await loop.run_in_executor(self._pool, self._render_encode,
-                                                         [(j.key, j.fmt) for j in jobs])
-                except Exception as e:  # a render failure answers 500 to its requests, not a crash
+                                                         [(j.key, j.fmt) for j in jobs], scenes)
+                except Exception:  # a render failure answers 500 to its requests, not a crash
                     self.stats["errors"] += 1
+                    logger.exception("render of %d tile(s) failed", len(jobs))  # details in the log only
                     for j in jobs:
                         self._jobs.pop((j.key, j.fmt), None)
                         if not j.future.done():
-                            j.future.set_exception(RuntimeError(f"render failed: {type(e).__name__}: {e}"))
+                            j.future.set_exception(RenderFailed())
                     continue
                 self.stats["batches"] += 1
                 for j, data in zip(jobs, results):
@@ -247,8 +259,11 @@ def create_app(renderer: TileRenderer, cache_mb: float = 256, max_queue: int = 6
         if not 0 <= seed <= SEED_LIMIT:
             return _error(400, f"seed must be in 0..{SEED_LIMIT}")
         scene = request.query_params.get("scene", "")
-        if scene and (scene_store is None or not _SCENE.fullmatch(scene) or not scene_store.has(seed, scene)):
-            return _error(404, "unknown scene")
+        definition = None
+        if scene:
+            definition = scene_store.get(seed, scene) if scene_store is not None and _SCENE.fullmatch(scene) else None
+            if definition is None:
+                return _error(404, "unknown scene")  # the page registers it again (POST) and retries
         key = TileKey(seed, z, x, y, scene)
         why = renderer.check(key)
         if why:
@@ -258,13 +273,13 @@ def create_app(renderer: TileRenderer, cache_mb: float = 256, max_queue: int = 6
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         try:
-            data = await service.fetch(key, fmt, lambda: _wait_disconnect(request))
+            data = await service.fetch(key, fmt, lambda: _wait_disconnect(request), definition)
         except QueueFull:
             return _error(503, "render queue full, retry shortly", {"Retry-After": "1"})
         except ClientGone:
             return Response(status_code=499)
-        except RuntimeError as e:
-            return _error(500, str(e))
+        except RenderFailed:
+            return _error(500, "render failed")
         return Response(data, media_type=FORMATS[fmt][1], headers=headers)
 
     async def info(request: Request):

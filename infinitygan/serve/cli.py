@@ -26,18 +26,23 @@ def register(cli: click.Group) -> None:
 @click.option("--quiet", is_flag=True, help="no access log")
 def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, max_queue, batch_tiles, quiet):
     """Serve the infinite image as a web map: open http://HOST:PORT/ in a browser."""
+    import math
+
     from ..api import load_model, resolve_device, resolve_dtype
+    from ..render import require_tileable
     from .tiles import MAX_ZOOM_LIMIT
 
     if not 0 <= max_zoom <= MAX_ZOOM_LIMIT:
         raise UserError(f"--max-zoom must be in 0..{MAX_ZOOM_LIMIT}, got {max_zoom}")
-    if band is not None and band <= 0:
-        raise UserError(f"--band must be positive, got {band}")
+    if band is not None and not 0 < band <= 2 ** 40:
+        raise UserError(f"--band must be in 1..2^40 pixels, got {band}")
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")
-    for name, v in (("--cache-mb", cache_mb), ("--max-queue", max_queue), ("--batch-tiles", batch_tiles)):
-        if v <= 0:
-            raise UserError(f"{name} must be positive, got {v}")
+    if not (math.isfinite(cache_mb) and 0 < cache_mb <= 2 ** 30):
+        raise UserError(f"--cache-mb must be a positive finite number of MB, got {cache_mb}")
+    for name, v in (("--max-queue", max_queue), ("--batch-tiles", batch_tiles)):
+        if not 0 < v <= 1_000_000:
+            raise UserError(f"{name} must be in 1..1000000, got {v}")
     try:
         import uvicorn
 
@@ -49,6 +54,7 @@ def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, m
     dev = resolve_device(device)
     resolve_dtype(dtype)
     model = load_model(model_path)
+    require_tileable(model, "the tile server")
     renderer = TileRenderer(model, dev, dtype, max_zoom=max_zoom, band=band,
                             render_tile=1024 if dev.type == "cuda" else 512)
     app = create_app(renderer, cache_mb, max_queue, batch_tiles, scene_store=_scene_store(model, renderer))

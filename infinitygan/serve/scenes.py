@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import OrderedDict
 
 from starlette.requests import Request
@@ -28,6 +29,7 @@ MAX_CENTRES = 16
 MAX_RESAMPLE = 16
 MAX_BODY = 16384
 MAX_SIDE = 4096
+_SEED = re.compile(r"[0-9]{1,20}")  # ASCII digits only (str.isdigit accepts any script's digits)
 
 
 def _int(v, what: str, lo: int, hi: int) -> int:
@@ -91,11 +93,14 @@ class SceneStore:
         renderer.scenes = self.canvas_for
 
     def post(self, seed: int, data) -> str:
+        """Register a scene (untrusted JSON): validated completely now, so every tile of an
+        accepted scene renders (overlapping boxes, two styles at one point, overlapping
+        resampled regions: UserError)."""
         scene = clean_scene(data)
         sid = scene_id(seed, scene)
-        from ..scene.bind import build_canvas
+        from ..scene.bind import bind_scene
 
-        build_canvas(self.build(seed, scene), self.renderer.synth.generator)  # refusals (overlaps) now
+        bind_scene(self.build(seed, scene), self.renderer.synth)  # the style field and fusion, built once
         self._scenes[(seed, sid)] = scene
         self._scenes.move_to_end((seed, sid))
         while len(self._scenes) > self.max_scenes:
@@ -104,6 +109,11 @@ class SceneStore:
 
     def has(self, seed: int, sid: str) -> bool:
         return (seed, sid) in self._scenes
+
+    def get(self, seed: int, sid: str) -> dict | None:
+        """The scene's canonical definition (None when unknown or evicted). A tile request takes
+        it when it is accepted, so a later eviction cannot fail its render."""
+        return self._scenes.get((seed, sid))
 
     def build(self, seed: int, scene: dict):
         from ..scene.field import Box, Point
@@ -114,27 +124,38 @@ class SceneStore:
         resample = [Resample(*r["region"], seed=r["seed"]) for r in scene["resample"]]
         return Scene(seed, centres, resample)
 
-    def canvas_for(self, seed: int, sid: str):
-        """(canvas with its fusion, zg, W+) of a registered scene (the renderer's hook)."""
+    def canvas_for(self, seed: int, sid: str, scene: dict | None = None):
+        """(canvas with its fusion, zg, W+) of a scene (the renderer's hook): ``scene``, the
+        definition the request took, else the registered one."""
         import torch
 
         from ..scene.bind import bind_scene
 
         synth = self.renderer.synth
-        canvas = bind_scene(self.build(seed, self._scenes[(seed, sid)]), synth)
+        canvas = bind_scene(self.build(seed, scene if scene is not None else self._scenes[(seed, sid)]), synth)
         with torch.inference_mode():
             zg, styles = synth.styles(canvas)
         return canvas, zg, styles
 
     async def endpoint(self, request: Request):
         raw = request.path_params["seed"]
-        if not raw.isdigit() or int(raw) > SEED_LIMIT:
+        if not _SEED.fullmatch(raw) or int(raw) > SEED_LIMIT:
             return JSONResponse({"error": f"seed must be in 0..{SEED_LIMIT}"}, status_code=400)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "scene too large"}, status_code=413)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return JSONResponse({"error": "a scene is sent as application/json"}, status_code=415)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isascii() or not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"error": "scene too large"}, status_code=413)  # refused before reading
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return JSONResponse({"error": "scene too large"}, status_code=413)
         try:
-            sid = self.post(int(raw), json.loads(body or b"{}"))
+            sid = self.post(int(raw), json.loads(bytes(body) or b"{}"))
+        except RecursionError:
+            return JSONResponse({"error": "the scene is nested too deeply"}, status_code=400)
         except (ValueError, UserError) as e:
             msg = str(e) if isinstance(e, UserError) else "the body must be JSON"
             return JSONResponse({"error": msg[:200]}, status_code=400)

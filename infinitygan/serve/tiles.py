@@ -156,13 +156,13 @@ class TileRenderer:
         return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
 
     # ---- rendering -----------------------------------------------------------------------
-    def _canvas_styles(self, seed: int, scene: str):
+    def _canvas_styles(self, seed: int, scene: str, definition: dict | None = None):
         k = (seed, scene)
         if k in self._styles:
             self._styles.move_to_end(k)
             return self._styles[k]
         if scene:
-            value = self.scenes(seed, scene)
+            value = self.scenes(seed, scene) if definition is None else self.scenes(seed, scene, definition)
         else:
             canvas = self.model.canvas(seed)
             with torch.inference_mode():
@@ -173,15 +173,16 @@ class TileRenderer:
             self._styles.popitem(last=False)
         return value
 
-    def render(self, keys: list[TileKey]) -> list[np.ndarray]:
-        """uint8 (TILE_PX, TILE_PX, 3) images of the keys (valid ones), in order."""
+    def render(self, keys: list[TileKey], scenes: dict | None = None) -> list[np.ndarray]:
+        """uint8 (TILE_PX, TILE_PX, 3) images of the keys (valid ones), in order. ``scenes``:
+        {(seed, scene id): definition} taken by the requests (see ``SceneStore.get``)."""
         out: list[np.ndarray | None] = [None] * len(keys)
         groups: dict[tuple, list[int]] = {}
         for i, k in enumerate(keys):
             groups.setdefault(k.group, []).append(i)
         with self._lock, torch.inference_mode():
             for (seed, z, scene), idx in groups.items():
-                canvas, zg, styles = self._canvas_styles(seed, scene)
+                canvas, zg, styles = self._canvas_styles(seed, scene, (scenes or {}).get((seed, scene)))
                 S = self.span(z)
                 T = min(S, self.render_tile)
                 batch = max(1, self.batch_pixels // (T * T))

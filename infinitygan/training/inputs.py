@@ -16,8 +16,8 @@ import torch
 from ..config import ModelConfig
 from ..coords import sample_training_coords
 from ..geometry import Geometry, PaddedGeometry
-from . import distributed as dist_
-from .seeds import seeded_generator
+from ..parallel import env as dist_
+from ..data.seeds import seeded_generator
 
 PHASE_D, PHASE_G, PHASE_PL = 0, 1, 2
 

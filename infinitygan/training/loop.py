@@ -31,9 +31,9 @@ from ..config import ModelConfig
 from ..errors import UserError
 from ..io import runs
 from ..io.images import save_image
-from . import distributed as dist_
+from ..parallel import env as dist_
 from . import state as S
-from .data import PatchDataset, endless_batches, open_dataset
+from ..data.datasets import PatchDataset, endless_batches, open_dataset
 from .inputs import BatchPlan
 from .monitor import POSTFIX, RunLog, render_sample_grid
 from .nets import build_nets, ema_update

@@ -20,7 +20,7 @@ from ..api import build_generator
 from ..config import ModelConfig
 from ..discriminator import Discriminator
 from ..errors import UserError
-from . import distributed as dist_
+from ..parallel import env as dist_
 
 # DDP's reducer warns (once per process) when a gradient's strides differ from its bucket's
 # (e.g. the grad of a (1, C) linear weight): a performance hint, not an error.

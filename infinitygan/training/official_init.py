@@ -35,7 +35,7 @@ from ..discriminator import Discriminator
 from ..errors import UserError
 from ..generator import Generator
 from ..io import runs
-from .. import official as O
+from ..official import checkpoint as O
 
 #: the entries of a whole training checkpoint of the authors' code
 REQUIRED = ("g", "d", "g_ema", "g_optim", "d_optim", "iter")

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import ModelConfig
-from . import distributed as dist_
+from ..parallel import env as dist_
 from . import losses as L
 from .inputs import BatchPlan, FakeInputs
 from .nets import Nets, requires_grad

@@ -47,6 +47,17 @@
       attribution: "InfinityGAN (" + info.model + ")",
     }).addTo(map);
 
+    // tiles being rendered: counted from the layer's events and shown in the panel
+    const busy = document.getElementById("busy");
+    let loading = 0;
+    function showBusy() {
+      busy.hidden = loading <= 0;
+      busy.textContent = "rendering " + loading + (loading === 1 ? " tile" : " tiles") + "\u2026";
+    }
+    layer.on("tileloadstart", function () { loading += 1; showBusy(); });
+    layer.on("tileload tileerror tileabort", function () { loading = Math.max(0, loading - 1); showBusy(); });
+    layer.on("load", function () { loading = 0; showBusy(); });
+
     const x0 = clamp(Number.isSafeInteger(h.x) ? h.x : 0, -xLim, xLim);
     const y0 = clamp(Number.isSafeInteger(h.y) ? h.y : 0, -info.band, info.band);
     const z0 = clamp(Number.isSafeInteger(h.z) ? -h.z : 0, minZoom, 2);

@@ -81,6 +81,15 @@
       });
   }
 
+  // A scene the server no longer knows (its cache evicted it, or it restarted) answers 404 to
+  // its tiles: register it again (same content, same id) and reload, at most once per 5 s.
+  let lastRetry = 0;
+  ex.layer.on("tileerror", function () {
+    if (empty() || Date.now() - lastRetry < 5000) return;
+    lastRetry = Date.now();
+    update();
+  });
+
   map.on("seedchange", update);
   const m = location.hash.match(/[#&]scene=([^&]*)/);
   if (m) {

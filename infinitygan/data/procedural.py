@@ -388,7 +388,7 @@ class ProceduralLandscapes(Dataset):
             return arr
         from PIL import Image
 
-        from .data import preprocess_uint8  # the folders' preprocessing (imported late: data imports us)
+        from .datasets import preprocess_uint8  # the folders' preprocessing (imported late: data imports us)
 
         return preprocess_uint8(Image.fromarray(arr), out, self.pre_resize)
 

@@ -4,10 +4,17 @@ torch.distributed group, one output file written by rank 0, streamed.
     torchrun --nproc_per_node N -m infinitygan generate ... --out big.tif      # CLI
     render_to_file_distributed(path, synth, canvas, region)                   # Python API
 
+Plan. Rank 0 chooses the work (tile height and width, batch, tiles per unit of work) from its
+own memory budget and sends it to every rank, so ranks on different devices or with different
+budgets still agree on the units (a rank choosing its own would cut the region differently and
+the group would hang).
+
 Work. The engine renders a region in units of work (``Synthesizer.groups``: neighbouring tiles
 of a row of tiles sharing one GS pass, GT in batches). Unit g is rendered by rank
 g mod world, with exactly the computation one process would do for it, so the output of N
-ranks is byte-identical to the output of one process, on any device.
+ranks is byte-identical to the output of one process, on any device. Any canvas renders so
+(plain seeds, scenes with style fusion, inverted latents with their W+ ``styles``); ``post``,
+a per-tile step such as pasting known pixels back, runs on the rank that rendered the tile.
 
 Data. Rank 0 writes the file through the ordinary streaming writers, unit after unit in
 row-major order: its own units come straight from its engine, another rank's unit arrives over
@@ -25,28 +32,20 @@ is detected by torchrun, which ends the others.
 """
 from __future__ import annotations
 
-import os
-import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from .errors import UserError
-from .io.images import check_output, png_tile_height, write_tiles
-from .latents import Canvas
-from .synthesis import Synthesizer
-from .tiling import Region
+from ..errors import UserError
+from ..io.images import png_tile_height, write_tiles
+from ..latents import Canvas
+from ..synthesis import Synthesizer
+from ..tiling import Region, plan_region
 
 _OK = 0
 _MAX_MESSAGE = 2000
-
-
-def launched() -> bool:
-    """True when this process was started by torchrun (or another launcher) with WORLD_SIZE > 1."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _dist():
@@ -55,17 +54,6 @@ def _dist():
     if not dist.is_available():
         raise UserError("this PyTorch build has no torch.distributed")
     return dist
-
-
-def local_device(device: str | None) -> torch.device:
-    """One accelerator per rank: cuda:LOCAL_RANK on CUDA machines (unless another device was asked for)."""
-    from .api import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    return dev
 
 
 class RankFailed(UserError):
@@ -99,17 +87,39 @@ def owner(unit: int, world: int) -> int:
     return unit % world
 
 
-def _units(synth: Synthesizer, plan, batch: int) -> Iterator[tuple[int, list]]:
-    for g, (i, j0, j1) in enumerate(synth.groups(plan, batch)):
+def _units(synth: Synthesizer, plan, batch: int, chunk: int) -> Iterator[tuple[int, list]]:
+    for g, (i, j0, j1) in enumerate(synth.groups(plan, batch, chunk=chunk)):
         yield g, list(plan.band(i, j0, j1))
+
+
+def agreed_plan(synth: Synthesizer, region: Region, path: Path, tile: int | None, batch: int | None,
+                group=None):
+    """(plan, batch, chunk): rank 0's choice, the same on every rank of ``group``."""
+    dist = _dist()
+    choice = [None]
+    if dist.get_rank(group) == 0:
+        b = synth.batch_size(batch)
+        th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
+        plan = synth.plan(region, tile, tile_height=th, batch=b)
+        choice = [(plan.tile_height, plan.tile_width, b, synth.gs_chunk_tiles(plan, b))]
+    dist.broadcast_object_list(choice, src=_global(dist, group, 0), group=group)
+    th, tw, b, chunk = choice[0]
+    if synth.geometry.padded:
+        plan = synth.one_shot_plan(region)
+    else:
+        plan = plan_region(region, synth.geometry, th, tw, synth.unit)
+    return plan, b, chunk
 
 
 def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Canvas, region: Region,
                                tile: int | None = None, batch: int | None = None, progress: bool = False,
-                               force: bool = False, group=None) -> dict:
+                               force: bool = False, group=None, styles: torch.Tensor | None = None,
+                               post: Callable | None = None) -> dict:
     """Render ``region`` of ``canvas`` to ``path`` with every rank of ``group`` (default: the
     default process group, already initialised by the caller); call it on every rank with the
     same arguments. Rank 0 writes the file (.tif, .png, .npy, .jpg); the others only render.
+    ``styles``: a W+ override (1, n_styles, style_dim); ``post``: a function over an iterator
+    of (tile, pixels), applied to each rank's own tiles.
 
     Returns {"rank", "world", "units", "tiles"}: what this rank rendered.
     """
@@ -117,16 +127,17 @@ def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Can
     if not dist.is_initialized():
         raise UserError("torch.distributed is not initialised (init_process_group first, or use torchrun)")
     rank, world = dist.get_rank(group), dist.get_world_size(group)
-    batch = synth.batch_size(batch)
     path = Path(path)
-    th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
-    plan = synth.plan(region, tile, tile_height=th, batch=batch)
-    mine = synth.tiles(canvas, region, batch=batch, plan=plan, select=lambda g: owner(g, world) == rank)
+    plan, batch, chunk = agreed_plan(synth, region, path, tile, batch, group)
+    mine = synth.tiles(canvas, region, batch=batch, plan=plan, styles=styles, chunk=chunk,
+                       select=lambda g: owner(g, world) == rank)
+    if post is not None:
+        mine = post(mine)
     done = {"rank": rank, "world": world, "units": 0, "tiles": 0}
 
     if rank != 0:
         try:
-            for g, tiles in _units(synth, plan, batch):
+            for g, tiles in _units(synth, plan, batch, chunk):
                 if owner(g, world) != rank:
                     continue
                 pieces = [np.ascontiguousarray(next(mine)[1], dtype=np.float32) for _ in tiles]
@@ -147,7 +158,7 @@ def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Can
         bar = tqdm(total=len(plan), unit="tile", desc=f"synthesis ({world} ranks)", leave=False)
 
     def pieces():
-        for g, tiles in _units(synth, plan, batch):
+        for g, tiles in _units(synth, plan, batch, chunk):
             src = owner(g, world)
             if src == 0:
                 done["units"] += 1
@@ -171,70 +182,3 @@ def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Can
         if bar is not None:
             bar.close()
     return done
-
-
-@contextmanager
-def process_group(device: torch.device):
-    """The default process group from torchrun's environment (gloo: tiles move through host
-    memory), destroyed on exit."""
-    dist = _dist()
-    if dist.is_initialized():
-        yield
-        return
-    dist.init_process_group(backend="gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def _setup_errors(dist, error: str | None) -> None:
-    """Every rank's set-up error, gathered: all ranks stop if any failed (rank 0 says why)."""
-    errors: list = [None] * dist.get_world_size()
-    dist.all_gather_object(errors, error)
-    bad = [(r, e) for r, e in enumerate(errors) if e]
-    if bad:
-        r, e = bad[0]
-        if dist.get_rank() == 0:
-            raise UserError(e if all(x == e for _, x in bad) else f"rank {r}: {e}")
-        sys.exit(2)
-
-
-def generate_distributed(model_path, seed, width, height, x, y, tile, batch, device, dtype, out, force,
-                         max_memory_mb, quiet) -> None:
-    """``generate`` under torchrun: every rank loads the model, rank 0 writes ``out``."""
-    from .api import load_model, resolve_dtype
-
-    rank = int(os.environ.get("RANK", "0"))
-    dev = None
-    error = None
-    try:
-        dev = local_device(device)
-    except UserError as e:
-        error = str(e)
-    with process_group(dev or torch.device("cpu")):
-        dist = _dist()
-        model = synth = region = canvas = None
-        if error is None:
-            try:
-                model = load_model(model_path)
-                region = model.region(width, height, x, y)
-                if rank == 0:
-                    check_output(out, region.width, region.height, force)
-                synth = model.synthesizer(dev, resolve_dtype(dtype), max_memory_mb)
-                synth.tile_size(tile, synth.batch_size(batch))  # validates --tile and --batch
-                canvas = model.canvas(seed)
-            except UserError as e:
-                error = str(e)
-        _setup_errors(dist, error)
-        try:
-            done = render_to_file_distributed(out, synth, canvas, region, tile, batch, progress=not quiet and rank == 0,
-                                              force=force)
-        except Exception:
-            if rank != 0:
-                sys.exit(1)  # the failure went to rank 0, which reports it in one line
-            raise
-        if rank == 0 and not quiet:
-            import click
-
-            click.echo(f"wrote {out} ({region.width}x{region.height}, {done['world']} ranks)", err=True)

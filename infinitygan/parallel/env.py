@@ -1,8 +1,10 @@
-"""Data-parallel plumbing: process group setup (torchrun), collectives, a local launcher.
+"""The torchrun environment of every command: process group, ranks, devices, collectives, the
+set-up error check, and a local launcher.
 
-``torchrun --nproc_per_node N -m infinitygan train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK;
-:func:`setup` then joins the process group (gloo on CPU, nccl on CUDA). Without those variables
-(or with WORLD_SIZE=1) training runs in one process and every helper here is a no-op.
+``torchrun --nproc_per_node N -m infinitygan train|generate ...`` sets RANK / WORLD_SIZE /
+LOCAL_RANK; :func:`setup` then joins the process group (training: gloo on CPU, nccl on CUDA;
+synthesis: gloo, its tiles travel through host memory). Without those variables (or with
+WORLD_SIZE=1) everything runs in one process and every helper here is a no-op.
 
 :func:`launch_local` runs a function in N local gloo processes (``torch.multiprocessing``
 spawn): used by the tests and handy where torchrun is not available.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
@@ -53,23 +56,37 @@ def env_world() -> tuple[int, int, int]:
     return rank, world, local
 
 
-def setup(device: torch.device) -> DistContext:
+def launched() -> bool:
+    """True when this process was started by torchrun (or another launcher) with WORLD_SIZE > 1."""
+    return env_world()[1] > 1
+
+
+def local_device(device: torch.device) -> torch.device:
+    """This rank's device: ``cuda:LOCAL_RANK`` under a launcher when CUDA without an index was
+    asked for (made the current CUDA device)."""
+    if device.type == "cuda" and device.index is None and launched():
+        local = env_world()[2]
+        if local >= torch.cuda.device_count():
+            raise UserError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices")
+        device = torch.device("cuda", local)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def setup(device: torch.device, backend: str | None = None) -> DistContext:
     """Join the process group described by the environment; choose this rank's device.
 
     ``device`` is the requested device kind; on CUDA each rank uses ``cuda:LOCAL_RANK``.
+    ``backend``: default gloo on the CPU and nccl on CUDA.
     """
     rank, world, local = env_world()
-    if device.type == "cuda":
-        if world > 1:
-            if local >= torch.cuda.device_count():
-                raise UserError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices")
-            device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
+    device = local_device(device)
     if world == 1:
         return DistContext(0, 1, 0, device, False)
     if dist.is_initialized():
         return DistContext(dist.get_rank(), dist.get_world_size(), local, device, False)
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    backend = backend or ("nccl" if device.type == "cuda" else "gloo")
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(minutes=30))
     return DistContext(rank, world, local, device, True)
@@ -117,6 +134,18 @@ def all_gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def check_setup(ctx: DistContext, error: str | None) -> None:
+    """Every rank's set-up error (None: fine) gathered: when any rank failed, all stop before
+    any work; rank 0 raises UserError with the message (once), the others exit with status 2."""
+    bad = [(r, e) for r, e in enumerate(all_gather_objects(ctx, error)) if e]
+    if not bad:
+        return
+    r, e = bad[0]
+    if ctx.is_main:
+        raise UserError(e if all(x == e for _, x in bad) else f"rank {r}: {e}")
+    sys.exit(2)
 
 
 def rank_slice(ctx: DistContext) -> slice:

@@ -40,7 +40,7 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
     """Measure one scheme in this process. Returns a JSON-able dict."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .api import load_model
+    from ..api import load_model
 
     torch.set_num_threads(torch.get_num_threads())
     model = load_model(model_path)

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import click
 import numpy as np
 
-from .errors import UserError
-from .io.images import atomic_path, to_uint8
-from .latents import Canvas
-from .synthesis import Region, Synthesizer
+from ..errors import UserError
+from ..io.images import atomic_path, to_uint8
+from ..latents import Canvas
+from ..render.options import RenderOptions
+from ..synthesis import Region, Synthesizer
 
 #: extension -> (container format, codec, pixel format)
 VIDEO_FORMATS = {
@@ -199,71 +199,18 @@ def encode_video(path: str | Path, frames: Iterator[np.ndarray], width: int, hei
 
 def pan_to_file(model, path: str | Path, seed: int, width: int, height: int, speed: float, frames: int,
                 x: int | None = None, y: int | None = None, fps: int = 30, crf: int = 18,
-                preset: str = "veryfast", strip: int | None = None,
-                tile: int | None = None, batch: int | None = None, device=None, dtype="float32",
-                progress: bool = False) -> Path:
+                preset: str = "veryfast", strip: int | None = None, options: RenderOptions | None = None,
+                **settings) -> Path:
     """Render a fly-through of image ``seed`` of a ``Model`` and encode it to ``path``.
 
-    Default position: the first frame centred on x = 0 and on the horizon.
+    Default position: the first frame centred on x = 0 and on the horizon. ``options`` /
+    ``settings``: the render request (``RenderOptions``: tile, batch, device, dtype, memory
+    budget, progress).
     """
+    options = RenderOptions.of(options, **settings)
     region = model.region(width, height, x, y)
     camera = Camera(region.x, region.y, width, height, float(speed), int(frames))
     check_video_path(path)
-    synth = model.synthesizer(device, dtype)
-    it = pan_frames(synth, model.canvas(seed), camera, strip, tile, batch)
-    return encode_video(path, it, width, height, fps, crf, preset, total=frames, progress=progress)
-
-
-# ============================================================================== command line
-@click.command("pan")
-@click.option("--model", "model_path", default=None, type=click.Path(),
-              help="model file or training run directory (default: the bundled model)")
-@click.option("--seed", default=0, show_default=True, type=int, help="image seed")
-@click.option("--width", default=1920, show_default=True, type=int, help="frame width")
-@click.option("--height", default=1080, show_default=True, type=int, help="frame height")
-@click.option("--speed", default=4.0, show_default=True, type=float,
-              help="camera speed in pixels per frame (negative: move left)")
-@click.option("--frames", default=300, show_default=True, type=int, help="number of frames")
-@click.option("--fps", default=30, show_default=True, type=int, help="frames per second")
-@click.option("--crf", default=18, show_default=True, type=click.IntRange(0, 51),
-              help="quality: 18 about visually lossless, higher is smaller")
-@click.option("--preset", default="veryfast", show_default=True, type=click.Choice(X264_PRESETS),
-              help="x264 speed preset (.mp4/.mkv)")
-@click.option("--x", "x", default=None, type=int, help="left pixel of the first frame (default: centred on 0)")
-@click.option("--y", "y", default=None, type=int, help="top pixel (default: centred on the horizon)")
-@click.option("--strip", default=None, type=int, help="columns rendered at a time (default: the tile size)")
-@click.option("--tile", default=None, type=int, help="tile size in pixels")
-@click.option("--batch", default=None, type=int, help="tiles per forward pass")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto")
-@click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help=".mp4, .mkv (H.264) or .webm (VP9)")
-@click.option("--quiet", is_flag=True, help="no progress bar")
-def pan_cmd(model_path, seed, width, height, speed, frames, fps, crf, preset, x, y, strip, tile, batch, device,
-            dtype, out, quiet):
-    """Fly along the endless image of SEED: a video of a camera moving horizontally."""
-    from .api import load_model, resolve_device, resolve_dtype
-
-    if width <= 0 or height <= 0:
-        raise UserError(f"--width and --height must be positive, got {width}x{height}")
-    for name, v in (("--strip", strip), ("--tile", tile), ("--batch", batch)):
-        if v is not None and v <= 0:
-            raise UserError(f"{name} must be positive, got {v}")
-    Camera(0, 0, width, height, speed, frames)  # validates frames / speed
-    path = check_video_path(out)
-    fmt = VIDEO_FORMATS[path.suffix.lower()]
-    if fmt[2] == "yuv420p" and (width % 2 or height % 2):
-        raise UserError(f"{path.suffix} video needs an even width and height, got {width}x{height}")
-    if not 1 <= fps <= 240:
-        raise UserError(f"--fps must be in 1..240, got {fps}")
-    _av()
-    resolve_dtype(dtype)
-    resolve_device(device)
-    model = load_model(model_path)
-    pan_to_file(model, path, seed, width, height, speed, frames, x, y, fps, crf, preset, strip, tile, batch,
-                device, dtype, progress=not quiet)
-    if not quiet:
-        click.echo(f"wrote {path} ({width}x{height}, {frames} frames at {fps} fps)", err=True)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(pan_cmd)
+    synth = options.synthesizer(model)
+    it = pan_frames(synth, model.canvas(seed), camera, strip, options.tile, options.batch)
+    return encode_video(path, it, width, height, fps, crf, preset, total=frames, progress=options.progress)

@@ -1,0 +1,50 @@
+"""The render options of every file-writing command, declared once:
+
+    @render_options()                      # --tile --batch --device --dtype --max-memory --force --quiet
+    def cmd(..., **kw):
+        options, quiet = options_from(kw)  # a checked RenderOptions (UserError: one line, exit 2)
+"""
+from __future__ import annotations
+
+import click
+
+from .options import RenderOptions
+
+NAMES = ("tile", "batch", "device", "dtype", "max_memory", "force", "quiet")
+
+
+def render_options(device: bool = True, force: bool = True):
+    """Decorator adding the render options (``device=False`` where the command already has
+    --device, e.g. one shared with an inversion; ``force=False`` where no file is written)."""
+    opts = [
+        click.option("--tile", default=None, type=int, help="tile size in pixels (rounded to the model's lattice)"),
+        click.option("--batch", default=None, type=int, help="tiles per forward pass"),
+    ]
+    if device:
+        opts.append(click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto"))
+    opts += [
+        click.option("--dtype", default="float32", show_default=True, help="float32, bfloat16 or float16"),
+        click.option("--max-memory", default=None, type=float,
+                     help="working-memory budget in MB that picks the default tile (default: 256 on CPU, 1/4 of "
+                          "the GPU)"),
+    ]
+    if force:
+        opts.append(click.option("--force", is_flag=True,
+                                 help="write even if the uncompressed output exceeds the free disk space"))
+    opts.append(click.option("--quiet", is_flag=True, help="no progress bar"))
+
+    def decorate(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+
+    return decorate
+
+
+def options_from(kw: dict) -> tuple[RenderOptions, bool]:
+    """Pop the render options from a command's keyword arguments: (RenderOptions, quiet)."""
+    quiet = bool(kw.pop("quiet", False))
+    options = RenderOptions(tile=kw.pop("tile", None), batch=kw.pop("batch", None), device=kw.pop("device", "auto"),
+                            dtype=kw.pop("dtype", "float32"), max_memory_mb=kw.pop("max_memory", None),
+                            progress=not quiet, force=kw.pop("force", False))
+    return options, quiet

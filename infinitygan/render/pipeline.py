@@ -1,0 +1,155 @@
+"""The writer of every file-writing render: one process, or the ranks of a torchrun group.
+
+    render_to_file(model, source, region, path, options)   # Python API, either mode
+    run(build, out, options)                                # a command: set-up, errors, messages
+
+Everything refusable is refused before synthesis, once: the options on construction
+(``RenderOptions``), the output (path, JPEG limit, free disk space) here, the source and the
+region by the command's ``build``. Under torchrun every rank builds the same job; a set-up
+error on any rank stops all of them before any work, reported once by rank 0.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from ..errors import UserError
+from ..io.images import check_output, check_output_path, png_tile_height, write_tiles
+from ..latents import Canvas
+from ..synthesis import Synthesizer
+from ..tiling import Region
+from .options import RenderOptions
+from .sources import CanvasSource, PostProcess
+
+
+def require_tileable(model, what: str) -> None:
+    """UserError unless ``model`` can be rendered tile by tile (the zero-padded StyleGAN2+NCI
+    baseline cannot: its pixels depend on the window asked for, so tiles, frames or map tiles
+    would disagree with a one-shot render)."""
+    if model.generator.geometry.padded:
+        raise UserError(f"{what} needs a padding-free generator: {model.config.name!r} is zero-padded, so its pixels "
+                        "depend on the region asked for (render it in one shot with `generate`)")
+
+
+def write_region(path: Path, synth: Synthesizer, canvas: Canvas, region: Region, options: RenderOptions,
+                 styles=None, post: PostProcess | None = None) -> Path:
+    """Stream a region of a canvas to an (already checked) image file in this process, through
+    the engine's tiles (atomic: a temporary file renamed at the end). PNG gets short rows of
+    tiles (``png_tile_height``): memory is bounded by a tile or a short row, never the image."""
+    th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
+    plan = synth.plan(region, options.tile, tile_height=th, batch=options.batch)
+    tiles = synth.tiles(canvas, region, batch=options.batch, progress=options.progress, plan=plan, styles=styles)
+    if post is not None:
+        tiles = post(tiles)
+    pieces = ((t.y0 - region.y, t.x0 - region.x, px) for t, px in tiles)
+    return write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces, options.force)
+
+
+def _group_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def render_to_file(model, source: CanvasSource, region: Region, path: str | Path,
+                   options: RenderOptions | None = None) -> Path:
+    """Render ``region`` of ``source`` with ``model`` to ``path`` (.png, .jpg, .tif, .npy).
+
+    In a process group of several ranks (torch.distributed initialised, e.g. under torchrun),
+    call it on every rank: the ranks share the work and rank 0 writes the file.
+    """
+    options = options or RenderOptions()
+    world = _group_size()
+    path = check_output(path, region.width, region.height, options.force)
+    synth = options.synthesizer(model)
+    canvas = source.canvas(synth)
+    if world == 1:
+        return write_region(path, synth, canvas, region, options, source.styles(), source.post(region))
+    from ..parallel.tiles import render_to_file_distributed
+
+    render_to_file_distributed(path, synth, canvas, region, options.tile, options.batch, options.progress,
+                               options.force, styles=source.styles(), post=source.post(region))
+    return path
+
+
+@dataclass
+class Job:
+    """What a command renders: the model, the canvas source, the region, and the words after
+    the size in its "wrote" line (e.g. "at x=0, y=-64")."""
+
+    model: object
+    source: CanvasSource
+    region: Region
+    note: str = ""
+
+
+def run(build: Callable[[], Job], out: str | Path, options: RenderOptions, quiet: bool = False) -> Path:
+    """A file-writing command: ``build()`` (load the model, the source, the region; UserError for
+    bad input) then render to ``out`` and say "wrote OUT (WxH...)" on stderr unless ``quiet``.
+
+    Under torchrun (WORLD_SIZE > 1) every rank builds the job and renders its share; rank 0
+    writes the file and the one line; every set-up error is gathered first and reported once.
+    """
+    from ..parallel import env
+
+    check_output_path(out)  # the cheap checks before loading anything
+    if not env.launched():
+        job = build()
+        path = render_to_file(job.model, job.source, job.region, out, options)
+        _say(path, job, 1, quiet)
+        return path
+    return _run_distributed(build, out, options, quiet)
+
+
+def _say(path, job: Job, world: int, quiet: bool) -> None:
+    if quiet:
+        return
+    extra = [job.note] if job.note else []
+    if world > 1:
+        extra.append(f"{world} ranks")
+    r = job.region
+    click.echo(f"wrote {path} ({r.width}x{r.height}{'; ' + '; '.join(extra) if extra else ''})", err=True)
+
+
+def _run_distributed(build, out, options: RenderOptions, quiet: bool) -> Path:
+    import torch
+
+    from ..parallel import env
+    from ..parallel.tiles import render_to_file_distributed
+
+    error = None
+    try:
+        device = env.local_device(options.torch_device)  # cuda:LOCAL_RANK on CUDA machines
+    except UserError as e:
+        device, error = torch.device("cpu"), str(e)
+    ctx = env.setup(device, backend="gloo")  # gloo: the tiles travel through host memory
+    try:
+        job = synth = canvas = path = None
+        if error is None:
+            try:
+                job = build()
+                r = job.region
+                path = check_output(out, r.width, r.height, options.force) if ctx.is_main else Path(out)
+                synth = options.synthesizer(job.model, ctx.device)
+                synth.tile_size(options.tile, synth.batch_size(options.batch))
+                canvas = job.source.canvas(synth)
+            except UserError as e:
+                error = str(e)
+        env.check_setup(ctx, error)
+        try:
+            render_to_file_distributed(path, synth, canvas, job.region, options.tile, options.batch,
+                                       progress=options.progress and ctx.is_main, force=options.force,
+                                       styles=job.source.styles(), post=job.source.post(job.region))
+        except Exception:
+            if not ctx.is_main:
+                sys.exit(1)  # the failure went to rank 0, which reports it in one line
+            raise
+        if ctx.is_main:
+            _say(path, job, ctx.world_size, quiet)
+        return path
+    finally:
+        env.teardown(ctx)

@@ -1,0 +1,75 @@
+"""The package's import graph is layered: the engine's core imports nothing above it, the render
+pipeline and the torchrun environment import no room, and no module imports the CLI."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "infinitygan"
+
+CORE = {"errors", "config", "coords", "latents", "nn", "structure", "texture", "generator", "geometry", "tiling",
+        "synthesis", "io", "discriminator"}
+ENGINE = CORE | {"api", "bundled", "presets", "info", "render", "parallel"}
+ROOMS = {"scene", "inversion", "data", "training", "metrics", "serve", "video", "bench", "official"}
+
+
+def _top(module: Path) -> str:
+    rel = module.relative_to(PKG).with_suffix("")
+    return rel.parts[0]
+
+
+def _imports(module: Path) -> set[str]:
+    """Top-level package members imported by ``module`` (absolute or relative, also lazy ones)."""
+    tree = ast.parse(module.read_text())
+    depth = len(module.relative_to(PKG).parts) - 1  # 0 for infinitygan/x.py
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                parts = (node.module or "").split(".")
+                if parts[0] != "infinitygan":
+                    continue
+                rest = parts[1:]
+            else:
+                up = node.level - 1
+                if up > depth:
+                    continue
+                base = list(module.relative_to(PKG).parts[:-1])[: depth - up]
+                rest = base + (node.module.split(".") if node.module else [])
+            if rest:
+                out.add(rest[0])
+            else:
+                out.update(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                if parts[0] == "infinitygan" and len(parts) > 1:
+                    out.add(parts[1])
+    return out
+
+
+def _graph() -> dict[Path, set[str]]:
+    return {m: _imports(m) for m in PKG.rglob("*.py")}
+
+
+def test_the_core_imports_only_the_core():
+    bad = {str(m.relative_to(PKG)): sorted(i - CORE) for m, i in _graph().items() if _top(m) in CORE and i - CORE}
+    assert not bad, bad
+
+
+def test_the_render_pipeline_and_torchrun_environment_import_no_room():
+    bad = {str(m.relative_to(PKG)): sorted(i & ROOMS) for m, i in _graph().items()
+           if _top(m) in ("render", "parallel") and i & ROOMS}
+    assert not bad, bad
+
+
+def test_nothing_imports_the_cli_module():
+    bad = [str(m.relative_to(PKG)) for m, i in _graph().items()
+           if "cli" in i and m.name not in ("__main__.py",) and _top(m) != "cli"]
+    assert not bad, bad
+
+
+def test_the_graph_is_read():
+    g = _graph()
+    assert "render" in g[PKG / "api.py"] and "synthesis" in g[PKG / "render" / "pipeline.py"]
+    assert "scene" in g[PKG / "inversion" / "outpaint.py"]
