@@ -92,8 +92,11 @@ class Model:
 
 def init_model(preset: str = "tiny", seed: int = 0) -> Model:
     """A model of a preset (or YAML path) with random weights drawn from ``seed``."""
+    seed = check_int("seed", seed, 0)
+    if seed >= 2 ** 63:
+        raise UserError(f"the weights' seed must be below 2^63, got {seed}")
     cfg = load_config(preset)
-    torch.manual_seed(check_int("seed", seed))
+    torch.manual_seed(seed)
     return Model(build_generator(cfg).eval(), cfg)
 
 

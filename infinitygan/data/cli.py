@@ -22,10 +22,10 @@ def prepare_cmd(folder, out, full_size, pre_resize, overwrite, quiet):
     """Pack an image FOLDER into a preprocessed LMDB for training."""
     from .datasets import prepare_lmdb
 
-    if full_size < 1:
-        raise UserError(f"--full-size must be positive, got {full_size}")
-    if pre_resize < 0:
-        raise UserError(f"--pre-resize must be >= 0, got {pre_resize}")
+    if not 1 <= full_size <= 8192:
+        raise UserError(f"--full-size must be in 1..8192 pixels, got {full_size}")
+    if not 0 <= pre_resize <= 8192:
+        raise UserError(f"--pre-resize must be in 0..8192 pixels, got {pre_resize}")
     n = prepare_lmdb(folder, out, full_size=full_size, pre_resize=pre_resize or None,
                      progress=not quiet, overwrite=overwrite)
     click.echo(f"wrote {out} ({n} images, {full_size}x{full_size})", err=True)

@@ -29,6 +29,12 @@ from .latents_file import Latents, model_identity
 from .priors import GaussianizedW, WPrior, degaussianize, noise_regularization, renormalize_noises
 
 
+#: most optimisation steps of one inversion (the paper uses 1,000-3,000)
+MAX_STEPS = 1_000_000
+#: most samples of the Gaussianized-W statistics (10,000 by default; memory grows with them)
+MAX_W_SAMPLES = 1_000_000
+
+
 @dataclass
 class InversionConfig:
     """Options of the inversion (paper Appendix K values by default)."""
@@ -49,14 +55,17 @@ class InversionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 0:
-            raise UserError(f"--steps must be >= 0, got {self.steps}")
+        for k, v in asdict(self).items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
+        if not 0 <= self.steps <= MAX_STEPS:
+            raise UserError(f"--steps must be in 0..{MAX_STEPS:,}, got {self.steps}")
         if self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
-        if self.w_samples < 2:
-            raise UserError("--w-samples must be >= 2")
+        if not 2 <= self.w_samples <= MAX_W_SAMPLES:
+            raise UserError(f"--w-samples must be in 2..{MAX_W_SAMPLES:,}, got {self.w_samples}")
         for k, v in asdict(self).items():
-            if k.endswith("_weight") and v < 0:
+            if (k.endswith("_weight") or k.startswith("w_noise")) and v < 0:
                 raise UserError(f"--{k.replace('_', '-')} must be >= 0, got {v}")
 
 

@@ -12,19 +12,42 @@ import numpy as np
 from ..errors import UserError
 
 
+#: largest image an inversion takes (pixels): its autograd graph over the footprint grows with
+#: the area (a 256 x 256 inversion of paper-101 holds about 1 GB); also refused before decoding
+MAX_PIXELS = 2048 * 2048
+
+
 def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise UserError(f"image not found: {path}")
     try:
-        img = Image.open(path)
+        img = Image.open(path)  # reads the header only
+        if img.width * img.height > MAX_PIXELS:
+            raise UserError(f"image {path} is {img.width}x{img.height}: inversion takes at most "
+                            f"{MAX_PIXELS // 2**20} megapixels (crop or downscale it)")
         img.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise UserError(f"cannot read image {path} (unreadable or not an image)") from None
     if img.width == 0 or img.height == 0:
         raise UserError(f"image {path} is empty")
     return img
+
+
+def _rgba8(img, path: Path) -> np.ndarray:
+    """(H, W, 4) uint8 of any PIL image: 16-bit and float images scaled, not clipped."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
+                raise UserError(f"{path}: a float image must hold values in [0, 1] (or [0, 255])")
+            scale = 255.0 if a.max() <= 1.0 else 1.0
+        else:
+            scale = 1.0 / 257.0 if img.mode.startswith("I;16") or a.max() > 255 else 1.0
+        grey = np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+        return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    return np.asarray(img.convert("RGBA"))
 
 
 def load_target(path: str | Path, mask: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +55,7 @@ def load_target(path: str | Path, mask: str | Path | None = None) -> tuple[np.nd
     path = Path(path)
     img = _open(path)
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-    rgba = np.asarray(img.convert("RGBA"))
+    rgba = _rgba8(img, path)
     pixels = rgba[..., :3].astype(np.float32) / 127.5 - 1.0
     known = (rgba[..., 3] > 127) if has_alpha else np.ones(rgba.shape[:2], bool)
     if mask is not None:

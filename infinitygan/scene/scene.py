@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..coords import HORIZON_ROW
-from ..errors import UserError
+from ..errors import UserError, check_int
 from .field import Box, Mask, Place, Point
 
 
@@ -61,8 +61,23 @@ class Resample:
     seed: int
 
     def __post_init__(self):
+        from ..tiling import MAX_POSITION, MAX_SIDE
+
+        for name in ("x", "y", "width", "height", "seed"):
+            object.__setattr__(self, name, check_int(f"a resampled region's {name}", getattr(self, name)))
         if self.width <= 0 or self.height <= 0:
             raise UserError(f"a resampled region needs a positive size, got {self.width}x{self.height}")
+        if self.width > MAX_SIDE or self.height > MAX_SIDE or max(abs(self.x), abs(self.y)) > MAX_POSITION:
+            raise UserError(f"a resampled region must lie within +-2^60 with sides up to {MAX_SIDE:,} pixels, got "
+                            f"{self.width}x{self.height} at ({self.x}, {self.y})")
+
+
+#: longest cyclic period (pixels): a 360-degree view is one image of that width (PNG / TIFF limit)
+MAX_PERIOD = 2 ** 31 - 16
+#: widest fusion kernel (pixels): the filter's integral images grow with its square per style
+MAX_KERNEL = 2047
+#: most style centres (and resampled regions) of one scene: every tile checks each of them
+MAX_CENTRES = 1024
 
 
 @dataclass
@@ -86,10 +101,15 @@ class Scene:
     region: tuple[int, int, int, int] | None = None
 
     def __post_init__(self):
-        if self.cyclic is not None and (self.cyclic <= 0 or self.cyclic % 16):
-            raise UserError(f"the cyclic period must be a positive multiple of 16 pixels, got {self.cyclic}")
-        if self.kernel is not None and (self.kernel <= 0 or self.kernel % 2 == 0):
-            raise UserError(f"the fusion kernel must be a positive odd number of pixels, got {self.kernel}")
+        if self.cyclic is not None and (self.cyclic <= 0 or self.cyclic % 16 or self.cyclic > MAX_PERIOD):
+            raise UserError(f"the cyclic period must be a positive multiple of 16 pixels up to {MAX_PERIOD:,}, "
+                            f"got {self.cyclic}")
+        if self.kernel is not None and (self.kernel <= 0 or self.kernel % 2 == 0 or self.kernel > MAX_KERNEL):
+            raise UserError(f"the fusion kernel must be a positive odd number of pixels up to {MAX_KERNEL}, "
+                            f"got {self.kernel}")
+        if len(self.centres) > MAX_CENTRES or len(self.resample) > MAX_CENTRES:
+            raise UserError(f"a scene holds at most {MAX_CENTRES:,} style centres and {MAX_CENTRES:,} resampled "
+                            f"regions, got {len(self.centres)} and {len(self.resample)}")
 
     @property
     def plain(self) -> bool:

@@ -31,14 +31,12 @@ from .pan import X264_PRESETS
 def pan_cmd(model_path, seed, width, height, speed, frames, fps, crf, preset, x, y, strip, out, **kw):
     """Fly along the endless image of SEED: a video of a camera moving horizontally."""
     from ..api import load_model
-    from .pan import VIDEO_FORMATS, Camera, _av, check_video_path, pan_to_file
+    from .pan import MAX_FRAME_SIDE, VIDEO_FORMATS, Camera, _av, check_video_path, pan_to_file
 
     options, quiet = options_from(kw)
-    if width <= 0 or height <= 0:
-        raise UserError(f"--width and --height must be positive, got {width}x{height}")
-    if strip is not None and strip <= 0:
-        raise UserError(f"--strip must be positive, got {strip}")
-    Camera(0, 0, width, height, speed, frames)  # validates frames / speed
+    Camera(0, 0, width, height, speed, frames)  # validates the frame size (the encoders' limit), frames, speed
+    if strip is not None and not 0 < strip <= MAX_FRAME_SIDE:
+        raise UserError(f"--strip must be in 1..{MAX_FRAME_SIDE}, got {strip}")
     path = check_video_path(out)
     fmt = VIDEO_FORMATS[path.suffix.lower()]
     if fmt[2] == "yuv420p" and (width % 2 or height % 2):

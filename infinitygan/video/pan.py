@@ -37,6 +37,9 @@ VIDEO_FORMATS = {
 #: x264 speed presets (fastest first)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
+#: largest frame side the encoders take (H.264 and VP9 levels stop at 8192 pixels)
+MAX_FRAME_SIDE = 8192
+
 #: upper bound of --frames (a sanity limit: about 3.8 days of video at 30 fps)
 MAX_FRAMES = 10_000_000
 
@@ -53,8 +56,9 @@ class Camera:
     frames: int
 
     def __post_init__(self):
-        if self.width <= 0 or self.height <= 0:
-            raise UserError(f"frame size must be positive, got {self.width}x{self.height}")
+        if not (0 < self.width <= MAX_FRAME_SIDE and 0 < self.height <= MAX_FRAME_SIDE):
+            raise UserError(f"frame sides must be in 1..{MAX_FRAME_SIDE} pixels (the encoders' limit), "
+                            f"got {self.width}x{self.height}")
         if self.frames <= 0 or self.frames > MAX_FRAMES:
             raise UserError(f"--frames must be in 1..{MAX_FRAMES:,}, got {self.frames}")
         if not math.isfinite(self.speed):
