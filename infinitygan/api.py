@@ -102,7 +102,8 @@ def init_model(preset: str = "tiny", seed: int = 0) -> Model:
 
 def load_model(path: str | Path | None = None) -> Model:
     """Load a model file, a training checkpoint or run directory (newest readable G_ema), or the
-    bundled model (None). Refuses (UserError) files whose weights are not all finite."""
+    bundled model (None). Refuses (UserError) files whose weights are not all finite or do not
+    match their config."""
     from .io.runs import generator_state, load_model_or_run
 
     if path is None:
@@ -110,7 +111,12 @@ def load_model(path: str | Path | None = None) -> Model:
 
         path = bundled_model_path()
     path, state, cfg, meta = load_model_or_run(path)
-    state = generator_state(state, meta)
+    return Model(checked_generator(path, generator_state(state, meta), cfg).eval(), cfg)
+
+
+def checked_generator(path, state: dict[str, torch.Tensor], cfg: ModelConfig) -> Generator:
+    """A generator of ``cfg`` holding ``state``; UserError when a tensor is missing, unexpected,
+    of another shape, or not finite (``load_model`` and ``info`` refuse the same files)."""
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise UserError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}); "
@@ -119,7 +125,7 @@ def load_model(path: str | Path | None = None) -> Model:
     missing, unexpected = _load_state(gen, state)
     if missing or unexpected:
         raise UserError(f"{path}: model tensors do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return Model(gen.eval(), cfg)
+    return gen
 
 
 def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:

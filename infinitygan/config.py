@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,42 @@ import yaml
 from .errors import UserError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+
+#: the widest layer a config may ask for (channels, latent sizes)
+MAX_WIDTH = 8192
+
+
+def _check(obj, where: str, ranges: dict[str, tuple]) -> None:
+    """Types and ranges of a config's fields: ints are ints (not bools or floats), floats are
+    finite numbers, lists of ints hold ints; ``ranges`` maps a field to (lo, hi), inclusive
+    (None: open). UserError names the field."""
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        kind = str(f.type)
+        name = f"{where}.{f.name}"
+        if kind in ("int", "int | None"):
+            if v is None and kind == "int | None":
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise UserError(f"{name} must be an integer, got {v!r}")
+        elif kind == "float":
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise UserError(f"{name} must be a finite number, got {v!r}")
+            setattr(obj, f.name, float(v))
+            v = float(v)
+        elif kind == "list[int]":
+            if not isinstance(v, (list, tuple)) or not v or any(
+                    isinstance(x, bool) or not isinstance(x, numbers.Integral) or not 1 <= x <= MAX_WIDTH for x in v):
+                raise UserError(f"{name} must be a non-empty list of integers in 1..{MAX_WIDTH}, got {v!r}")
+            setattr(obj, f.name, [int(x) for x in v])
+            continue
+        elif kind == "str" and not isinstance(v, str):
+            raise UserError(f"{name} must be a string, got {v!r}")
+        if f.name in ranges and v is not None:
+            lo, hi = ranges[f.name]
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                span = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+                raise UserError(f"{name} must be in {span}, got {v!r}")
 
 
 @dataclass
@@ -35,10 +73,10 @@ class CoordConfig:
     train_vertical_positions: int = 10  # V: vertical window starts sampled in training
 
     def __post_init__(self):
+        _check(self, "generator.coords", {"vertical_step": (1e-6, 1e3), "period": (2, 1 << 20),
+                                          "train_vertical_positions": (1, 1 << 16)})
         if self.system not in ("scenery", "texture", "object"):
             raise UserError(f"unknown coordinate system {self.system!r} (scenery, texture, object)")
-        if self.period < 2:
-            raise UserError("coordinate period must be >= 2 latent cells")
 
     @property
     def channels(self) -> int:
@@ -66,6 +104,14 @@ class GeneratorConfig:
     def __post_init__(self):
         if isinstance(self.coords, dict):
             self.coords = _from_dict(CoordConfig, self.coords, "generator.coords")
+        if not isinstance(self.coords, CoordConfig):
+            raise UserError("generator.coords must be a mapping")
+        _check(self, "generator", {"zg_dim": (1, MAX_WIDTH), "zl_dim": (1, MAX_WIDTH), "style_dim": (1, MAX_WIDTH),
+                                   "mapping_layers": (1, 32), "mapping_lr_mul": (1e-6, 1.0), "gs_layers": (0, 32),
+                                   "gs_kernel": (1, 31), "gs_channels": (1, MAX_WIDTH), "n_up": (1, 8),
+                                   "ts_input": (1, 256)})
+        if self.arch not in ("infinitygan", "stylegan2-nci", "stylegan2-nci-pfg"):
+            raise UserError(f"generator.arch must be infinitygan, stylegan2-nci or stylegan2-nci-pfg, got {self.arch!r}")
         if len(self.ts_channels) != 2 * self.n_up:
             raise UserError(f"ts_channels needs {2 * self.n_up} entries (2 per upsampling stage)")
         if self.gs_kernel % 2 == 0:
@@ -95,6 +141,9 @@ class DiscriminatorConfig:
     mbstd_group: int = 4
     aux_outputs: int = 3
 
+    def __post_init__(self):
+        _check(self, "discriminator", {"mbstd_group": (1, 4096), "aux_outputs": (0, 64)})
+
 
 @dataclass
 class TrainingConfig:
@@ -120,9 +169,13 @@ class TrainingConfig:
     log_every: int = 50
 
     def __post_init__(self):
-        for name in ("batch_size", "iterations", "checkpoint_every", "sample_every", "log_every", "full_size"):
-            if int(getattr(self, name)) < 1:
-                raise UserError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        big = 10 ** 9
+        _check(self, "training", {
+            "batch_size": (1, 4096), "lr": (1e-9, 1.0), "r1_gamma": (0.0, 1e6), "r1_every": (1, big),
+            "pl_every": (1, big), "pl_weight": (0.0, 1e6), "pl_decay": (0.0, 1.0), "pl_batch_shrink": (1, 4096),
+            "style_mixing": (0.0, 1.0), "ema_decay": (0.0, 1.0), "aux_weight": (0.0, 1e6),
+            "diversity_weight": (0.0, 1e6), "iterations": (1, big), "full_size": (8, 8192), "pre_resize": (1, 8192),
+            "checkpoint_every": (1, big), "sample_every": (1, big), "log_every": (1, big)})
 
 
 @dataclass
@@ -133,6 +186,8 @@ class ModelConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise UserError(f"config name must be a string, got {self.name!r}")
         if isinstance(self.generator, dict):
             self.generator = _from_dict(GeneratorConfig, self.generator, "generator")
         if isinstance(self.discriminator, dict):
@@ -180,9 +235,15 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
         raise UserError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
-    data = data or {}
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"cannot parse {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config is a mapping (name, generator, discriminator, training), "
+                        f"got {type(data).__name__}")
+    if "generator" not in data:
+        raise UserError(f"{path}: no generator section (start from a preset's file: infinitygan/configs/*.yaml)")
     data.setdefault("name", path.stem)
     try:
         return ModelConfig.from_dict(data)

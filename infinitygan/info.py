@@ -24,6 +24,9 @@ def describe(target: str | Path | None = None) -> dict:
     if not target.exists():
         raise UserError(f"not found: {target}")
     path, state, cfg, meta = runs.load_model_or_run(target)
+    from .api import checked_generator
+
+    checked_generator(path, runs.generator_state(state, meta), cfg)  # what generate would refuse
     out = {"path": str(path), "kind": meta.get("kind", "model"), "preset": cfg.name, "config": cfg.to_dict()}
     if bundled:
         out["bundled"] = True

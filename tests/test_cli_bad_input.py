@@ -27,6 +27,8 @@ CASES = [
     (["pan", "--width", "2147483646", "--out", "v.mp4"], "frame sides"),
     (["pan", "--height", "100000", "--out", "v.mp4"], "frame sides"),
     (["prepare", ".", "--out", "d.lmdb", "--full-size", "100000"], "--full-size"),
+    (["train", "--workers", "100000", "--out", "run"], "--workers"),
+    (["train", "--batch", "100000", "--out", "run"], "batch_size"),
 ]
 
 
@@ -55,3 +57,73 @@ def test_refused_in_one_line(workdir, monkeypatch, capsys, args, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("infinitygan: error:") and needle in err[0], err
     assert sorted(p.name for p in workdir.iterdir()) == before  # nothing written, no temp files
+
+
+from pathlib import Path
+
+TINY = Path(__file__).resolve().parents[1] / "infinitygan" / "configs" / "tiny.yaml"
+CONFIG_CASES = [
+    ("training:\n  lr: fast\n", "training.lr"),
+    ("training:\n  lr: -1\n", "training.lr"),
+    ("generator:\n  zg_dim: 0\n", "generator.zg_dim"),
+    ("generator:\n  zg_dim: 100000000\n", "generator.zg_dim"),
+    ("training:\n  ema_decay: .nan\n", "training.ema_decay"),
+    ("training:\n  batch_size: 100000\n", "training.batch_size"),
+]
+
+
+@pytest.mark.parametrize("change,needle", CONFIG_CASES)
+def test_bad_config_values_are_refused_before_a_run_exists(tmp_path, monkeypatch, capsys, change, needle):
+    """A preset file with one value made bad: `train --config` refuses it in one line and leaves
+    no run directory (it used to raise TypeError / ZeroDivisionError or train NaNs)."""
+    import yaml
+
+    base = yaml.safe_load(TINY.read_text())
+    for section, values in yaml.safe_load(change).items():
+        base[section].update(values)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(base))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", str(cfg), "--out", "run", "--iterations", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content,needle", [(b"\xff\xfe\x00garbage\x9c", "cannot parse"), (b"- 1\n- 2\n", "mapping"),
+                                            (b"training:\n  lr: 0.001\n", "no generator section")])
+def test_bad_config_and_scene_files(tmp_path, monkeypatch, capsys, content, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_bytes(content)
+    assert main(["train", "--config", "c.yaml", "--out", "run", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert main(["generate", "--scene", "c.yaml", "--out", "o.png", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("infinitygan: error:"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+@pytest.mark.parametrize("damage", ["nan", "missing", "reshaped"])
+def test_info_refuses_what_generate_refuses(tmp_path, capsys, tiny_model_file, damage):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_model_file), "pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() >= 2)
+    if damage == "nan":
+        state[name] = state[name].clone()
+        state[name].view(-1)[0] = float("nan")
+    elif damage == "missing":
+        del state[name]
+    else:
+        state[name] = state[name].reshape(-1)
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad), metadata=meta)
+    for cmd in (["info", str(bad)], ["generate", "--model", str(bad), "--out", str(tmp_path / "o.png")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("infinitygan: error:"), (cmd, err)

@@ -124,6 +124,8 @@ class Scene:
             text = path.read_text()
         except OSError as e:
             raise UserError(f"cannot read scene file {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"scene file {path} is not text (YAML or JSON, UTF-8)") from None
         try:
             if path.suffix.lower() == ".json":
                 data = json.loads(text)

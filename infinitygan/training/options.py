@@ -13,6 +13,10 @@ import torch
 from ..errors import UserError
 
 
+#: most data-loader processes per training process (each is a process with its own memory)
+MAX_WORKERS = 64
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """device: auto, cpu, cuda, ...; amp: "none" or "bf16" (autocast); workers: data-loader
@@ -39,8 +43,9 @@ class RunOptions:
     def __post_init__(self):
         if self.amp not in ("none", "bf16"):
             raise UserError(f"unknown --amp {self.amp!r} (none, bf16)")
-        if self.workers is not None and self.workers < 0:
-            raise UserError(f"--workers must be >= 0, got {self.workers}")
+        if self.workers is not None and not 0 <= self.workers <= MAX_WORKERS:
+            raise UserError(f"--workers must be in 0..{MAX_WORKERS} (data-loader processes per training process), "
+                            f"got {self.workers}")
         for name in ("checkpoint_every", "sample_every", "log_every"):
             v = getattr(self, name)
             if v is not None and v < 1:
