@@ -114,12 +114,28 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"infinitygan: warning: {message}", err=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every temporary file is removed on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     shown, warnings.showwarning = warnings.showwarning, _show_warning
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)  # training installs its own while it runs
     try:
         return _main(argv)
     finally:
         warnings.showwarning = shown
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -130,9 +146,15 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, Terminated):  # click turns KeyboardInterrupt into Abort
+            click.echo("infinitygan: terminated", err=True)
+            return 143
         click.echo("infinitygan: aborted", err=True)
         return 130
+    except Terminated:
+        click.echo("infinitygan: terminated", err=True)
+        return 143
     except click.ClickException as e:
         click.echo(f"infinitygan: error: {e.format_message()}", err=True)
         return 2

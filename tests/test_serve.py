@@ -213,3 +213,41 @@ def test_serve_bad_input_one_line_exit_2(capsys, args, needle):
     rc = main(["serve", *args, "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_serve_refuses_a_busy_port_or_bad_host_and_stops_on_signals(tmp_path):
+    """A busy port or an unknown host: one line, exit 2, before "serving on". SIGTERM and Ctrl-C
+    stop the server with 143 and 130 (uvicorn.run used to swallow them: exit 0)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for args in (["--port", str(port)], ["--host", "999.1.1.1"]):
+        r = subprocess.run([sys.executable, "-m", "infinitygan", "serve", *args], capture_output=True, text=True,
+                           timeout=120, env=env)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "cannot listen on" in lines[0], r.stderr
+    busy.close()
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        p = subprocess.Popen([sys.executable, "-m", "infinitygan", "serve", "--port", str(port), "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=5)
+                break
+            except OSError:
+                assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1].decode()
+                time.sleep(0.2)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == code, err.decode()

@@ -53,6 +53,7 @@ def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, m
 
     dev = resolve_device(device)
     resolve_dtype(dtype)
+    sock = _listen(host, port)  # a bad host or a busy port: one line, before any work
     model = load_model(model_path)
     require_tileable(model, "the tile server")
     renderer = TileRenderer(model, dev, dtype, max_zoom=max_zoom, band=band,
@@ -60,8 +61,31 @@ def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, m
     app = create_app(renderer, cache_mb, max_queue, batch_tiles, scene_store=_scene_store(model, renderer))
     if not quiet:
         click.echo(f"serving {model.config.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info",
-                access_log=not quiet)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning" if quiet else "info", access_log=not quiet))
+    # Server.run (not uvicorn.run, which swallows Ctrl-C): after a graceful shutdown uvicorn
+    # raises the signal it caught again, so Ctrl-C exits 130 and SIGTERM 143 like every command
+    server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int):
+    """A bound, listening socket for (host, port); UserError (one line) when that is impossible."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f"cannot listen on {host}:{port}: unknown address ({e})") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _scene_store(model, renderer):
