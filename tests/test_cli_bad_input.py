@@ -28,6 +28,8 @@ CASES = [
     (["pan", "--height", "100000", "--out", "v.mp4"], "frame sides"),
     (["prepare", ".", "--out", "d.lmdb", "--full-size", "100000"], "--full-size"),
     (["train", "--workers", "100000", "--out", "run"], "--workers"),
+    # refused before the inversion runs (it used to invert, then refuse the oversized JPEG)
+    (["outpaint", "p.png", "--width", "9000", "--height", "9000", "--out", "o.jpg"], "JPEG"),
     (["train", "--batch", "100000", "--out", "run"], "batch_size"),
 ]
 
@@ -127,3 +129,18 @@ def test_info_refuses_what_generate_refuses(tmp_path, capsys, tiny_model_file, d
         assert main(cmd) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("infinitygan: error:"), (cmd, err)
+
+
+def test_a_full_disk_is_one_line_and_replaces_nothing(tmp_path, monkeypatch, capsys):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--out", "m.safetensors"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the disk full" in err[0], err
+    assert list(tmp_path.iterdir()) == []

@@ -34,11 +34,18 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
     """Write a safetensors file atomically (temporary file, then rename)."""
     from safetensors.torch import save_file
 
+    from safetensors import SafetensorError
+
     try:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
     except PermissionError:
         raise UserError(f"output is not writable: {path}") from None
+    except (OSError, SafetensorError) as e:  # a full disk, a vanished folder: the old file stays
+        need = sum(t.numel() * t.element_size() for t in tensors.values())
+        why = getattr(e, "strerror", None) or str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"could not write {path} ({need / 2**20:.1f} MB): {why}; "
+                        "is the disk full? Nothing was replaced") from None
     return path
 
 
