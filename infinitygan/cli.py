@@ -122,10 +122,20 @@ def _on_sigterm(signum, frame):
     raise Terminated
 
 
+def _rank0() -> bool:
+    """Under a launcher only rank 0 reports interrupts (the others stop silently)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    from .parallel import launch
+
+    launch.ARGV = list(sys.argv[1:] if argv is None else argv)
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -148,12 +158,15 @@ def _main(argv: list[str] | None) -> int:
         return e.exit_code
     except click.exceptions.Abort as e:
         if isinstance(e.__cause__, Terminated):  # click turns KeyboardInterrupt into Abort
-            click.echo("infinitygan: terminated", err=True)
+            if _rank0():
+                click.echo("infinitygan: terminated", err=True)
             return 143
-        click.echo("infinitygan: aborted", err=True)
+        if _rank0():
+            click.echo("infinitygan: aborted", err=True)
         return 130
     except Terminated:
-        click.echo("infinitygan: terminated", err=True)
+        if _rank0():
+            click.echo("infinitygan: terminated", err=True)
         return 143
     except click.ClickException as e:
         click.echo(f"infinitygan: error: {e.format_message()}", err=True)
@@ -162,7 +175,8 @@ def _main(argv: list[str] | None) -> int:
         click.echo(f"infinitygan: error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True)
         return 2
     except KeyboardInterrupt:
-        click.echo("infinitygan: interrupted", err=True)
+        if _rank0():
+            click.echo("infinitygan: interrupted", err=True)
         return 130
     return status if isinstance(status, int) else 0  # ctx.exit(code) inside a command
 

@@ -204,3 +204,31 @@ def test_inversion_refuses_torchrun_in_one_line(tiny_model_file, tmp_path, monke
                  str(tmp_path / "l.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "runs in one process" in err[0]
+
+
+def test_nproc_launches_ranks_with_one_line_and_our_exit_codes(tiny_model_file, tmp_path):
+    """`generate --nproc 2`: torch's elastic launch under our own exit codes: the bytes of one
+    process and one "wrote" line; a failing rank gives one line and status 2, no launcher report."""
+    from infinitygan.cli import main
+
+    assert main(["generate", "--model", str(tiny_model_file), *ARGS, "--out", str(tmp_path / "one.tif"), "--quiet",
+                 "--device", "cpu"]) == 0
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "infinitygan", "generate", "--model", str(tiny_model_file), *ARGS, "--device", "cpu",
+           "--nproc", "2"]
+    r = subprocess.run(cmd + ["--out", "dist.tif"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "dist.tif").read_bytes() == (tmp_path / "one.tif").read_bytes()
+    lines = [line for line in r.stderr.splitlines() if line.strip() and "synthesis" not in line]
+    assert len(lines) == 1 and lines[0].startswith("wrote") and "2 ranks" in lines[0], r.stderr[-3000:]
+
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(FAIL_RANK_1)
+    env["PYTHONPATH"] = os.pathsep.join((str(inject), env["PYTHONPATH"]))
+    r = subprocess.run(cmd + ["--out", "big.tif", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["infinitygan: error: rank 1 failed: RuntimeError: injected failure on "
+                                             "this rank"], r.stderr[-3000:]
+    assert not (tmp_path / "big.tif").exists() and not list(tmp_path.glob(".big.tif*"))

@@ -10,10 +10,14 @@ import click
 
 from .options import RenderOptions
 
-NAMES = ("tile", "batch", "device", "dtype", "max_memory", "force", "quiet")
+NAMES = ("tile", "batch", "device", "dtype", "max_memory", "force", "quiet", "nproc")
+
+NPROC = click.option("--nproc", default=None, type=int,
+                     help="run in N local processes that share the work (torch.distributed, like torchrun "
+                          "--standalone --nproc_per_node N; one GPU each on CUDA)")
 
 
-def render_options(device: bool = True, force: bool = True):
+def render_options(device: bool = True, force: bool = True, nproc: bool = True):
     """Decorator adding the render options (``device=False`` where the command already has
     --device, e.g. one shared with an inversion; ``force=False`` where no file is written)."""
     opts = [
@@ -32,6 +36,8 @@ def render_options(device: bool = True, force: bool = True):
         opts.append(click.option("--force", is_flag=True,
                                  help="write even if the uncompressed output exceeds the free disk space"))
     opts.append(click.option("--quiet", is_flag=True, help="no progress bar"))
+    if nproc:
+        opts.append(NPROC)
 
     def decorate(f):
         for o in reversed(opts):
@@ -42,7 +48,11 @@ def render_options(device: bool = True, force: bool = True):
 
 
 def options_from(kw: dict) -> tuple[RenderOptions, bool]:
-    """Pop the render options from a command's keyword arguments: (RenderOptions, quiet)."""
+    """Pop the render options from a command's keyword arguments: (RenderOptions, quiet). With
+    ``--nproc N`` (N > 1) the command line runs again in N ranks and this process exits."""
+    from ..parallel.launch import relaunch
+
+    relaunch(click.get_current_context(), kw.pop("nproc", None))
     quiet = bool(kw.pop("quiet", False))
     options = RenderOptions(tile=kw.pop("tile", None), batch=kw.pop("batch", None), device=kw.pop("device", "auto"),
                             dtype=kw.pop("dtype", "float32"), max_memory_mb=kw.pop("max_memory", None),

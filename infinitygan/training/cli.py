@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from ..render.cli_options import NPROC
 
 
 def register(cli: click.Group) -> None:
@@ -43,10 +44,11 @@ def register(cli: click.Group) -> None:
 @click.option("--log-every", default=None, type=int, help="iterations between TensorBoard logs (default: the config's)")
 @click.option("--deterministic", is_flag=True, help="torch.use_deterministic_algorithms(True) where possible")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@NPROC
 @click.pass_context
 def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, batch, workers, seed, device, amp, tf32,
-              checkpoint_every, sample_every, log_every, deterministic, quiet):
-    """Train InfinityGAN (multi-GPU/CPU: torchrun --nproc_per_node N -m infinitygan train ...).
+              checkpoint_every, sample_every, log_every, deterministic, quiet, nproc):
+    """Train InfinityGAN (multi-GPU/CPU: --nproc N, or torchrun --nproc_per_node N -m infinitygan train ...).
 
     Writes OUT/config.yaml, OUT/checkpoints/ckpt-*.safetensors (newest 3), OUT/logs (TensorBoard)
     and OUT/samples/iter-*.png. `generate --model OUT` and `info OUT` read the newest checkpoint.
@@ -56,7 +58,10 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
     """
     from ..config import load_config
     from ..io.runs import CONFIG_FILE
+    from ..parallel.launch import relaunch
     from .loop import train
+
+    relaunch(ctx, nproc)
     from .options import RunOptions
     from .state import load_run_config
 

@@ -27,7 +27,7 @@ from .pan import X264_PRESETS
 @click.option("--y", "y", default=None, type=int, help="top pixel (default: centred on the horizon)")
 @click.option("--strip", default=None, type=int, help="columns rendered at a time (default: the tile size)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".mp4, .mkv (H.264) or .webm (VP9)")
-@render_options(force=False)
+@render_options(force=False, nproc=False)
 def pan_cmd(model_path, seed, width, height, speed, frames, fps, crf, preset, x, y, strip, out, **kw):
     """Fly along the endless image of SEED: a video of a camera moving horizontally."""
     from ..api import load_model
