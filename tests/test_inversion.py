@@ -82,6 +82,17 @@ def test_noise_regularisation_and_renormalisation():
     assert abs(float(n[0].mean())) < 1e-5 and abs(float(n[0].std()) - 1) < 1e-2
 
 
+def test_noise_regularisation_weighs_levels_as_stylegan2():
+    """StyleGAN2's pyramid takes a plain 2x2 mean: a 32x32 checkerboard of 2x2 blocks is nearly
+    uncorrelated at full size, a +-1 one-pixel checkerboard after one pooling (lag-1 products all
+    -1: 1 per axis) and 0 after two. A pyramid that rescaled pooled maps to unit variance would
+    give 16 per axis at that level."""
+    i = torch.arange(32)
+    board = (((i[:, None] // 2) + (i[None, :] // 2)) % 2).float() * 2 - 1  # (32, 32), +-1
+    full = 2 * (1 / 31) ** 2  # level 0: 16 equal and 15 opposite neighbours per row / column
+    assert float(noise_regularization([board])) == pytest.approx(2.0 + full, rel=1e-5)
+
+
 def test_learning_rate_schedule():
     cfg = InversionConfig(steps=1000)
     lrs = [learning_rate(cfg, s) for s in range(1000)]
@@ -231,3 +242,22 @@ def test_regional_resampling_of_the_outpainted_area(tiny_model, inverted):
     res = outpaint(tiny_model, lat, 1, region, resample=[Resample(region.x - 200, region.y, 215, 40, 99)])
     assert np.abs(res[:, :12] - plain[:, :12]).mean() > 0.05  # the resampled strip changed
     assert np.abs(res[inside] - plain[inside]).max() <= 1e-5 * max(1.0, float(np.abs(plain).max()))
+
+
+def test_high_bit_depth_targets_are_scaled_not_clipped(tmp_path):
+    """16-bit grey PNGs and float TIFFs used to become all-white / all-black targets (exit 0)."""
+    from PIL import Image
+
+    from infinitygan.inversion.target import load_target
+
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    Image.fromarray(np.round(ramp * 65535).astype(np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "f.tif")
+    for name in ("g16.png", "f.tif"):
+        px, known = load_target(tmp_path / name)
+        assert px.shape == (64, 64, 3) and known.all()
+        assert px.min() == pytest.approx(-1, abs=1e-2) and px.max() == pytest.approx(1, abs=1e-2), name
+        assert abs(float(px.mean())) < 0.02, name  # a ramp, not a constant
+    Image.fromarray((ramp * 5 - 2).astype(np.float32)).save(tmp_path / "bad.tif")
+    with pytest.raises(UserError):
+        load_target(tmp_path / "bad.tif")

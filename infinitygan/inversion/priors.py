@@ -7,7 +7,8 @@
   The inversion optimises v directly (w = leaky_relu(v, 0.2) is the exact inverse map).
 * zg and zl: N(0, I) priors, for which the Mahalanobis distance is a squared L2 norm.
 * StyleGAN2's noise regularisation (spatial autocorrelation of every noise map at every scale of
-  a 2x average-pool pyramid) and renormalisation (zero mean, unit variance after every step).
+  a 2x average-pool pyramid, StyleGAN2's plain mean) and renormalisation (zero mean, unit
+  variance after every step).
 """
 from __future__ import annotations
 
@@ -87,10 +88,14 @@ class WPrior:
 
 
 def noise_regularization(noises: list[torch.Tensor], min_size: int = 8) -> torch.Tensor:
-    """StyleGAN2's noise regulariser: squared autocorrelation at lag 1 (both axes) of every map
-    (h, w) or (1, h, w), then of its 2x average-pooled versions down to ``min_size``.
+    """StyleGAN2's noise regulariser, as its projector computes it: squared autocorrelation at
+    lag 1 (both axes) of every map (h, w) or (1, h, w), then of its 2x average-pooled versions
+    (a plain mean of each 2x2 block) down to ``min_size``.
 
-    Shifted products over the window (no wrap-around: the maps are windows of an infinite plane).
+    The plain mean is StyleGAN2's (the paper follows it, Appendix K): pooled white noise has a
+    quarter of the variance, so each coarser level weighs 16x less than the one above it, and
+    the weight 1000 acts mostly on the finest scale. Shifted products over the window (no
+    wrap-around as in StyleGAN2's roll: the maps are windows of an infinite plane).
     """
     loss = noises[0].new_zeros(())
     for n in noises:
@@ -102,7 +107,7 @@ def noise_regularization(noises: list[torch.Tensor], min_size: int = 8) -> torch
                 loss = loss + (x[..., 1:, :] * x[..., :-1, :]).mean() ** 2
             if min(x.shape[-2:]) <= min_size:
                 break
-            x = F.avg_pool2d(x, 2) * 2.0  # keep unit variance of white noise
+            x = F.avg_pool2d(x, 2)
     return loss
 
 
