@@ -122,20 +122,14 @@ def checked_generator(path, state: dict[str, torch.Tensor], cfg: ModelConfig) ->
         raise UserError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}); "
                         "the model is unusable")
     gen = build_generator(cfg)
-    missing, unexpected = _load_state(gen, state)
-    if missing or unexpected:
-        raise UserError(f"{path}: model tensors do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return gen
-
-
-def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    own = module.state_dict()
+    own = gen.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        return missing, unexpected
-    for k, v in state.items():
-        if own[k].shape != v.shape:
-            return [k], []
-    module.load_state_dict(state)
-    return [], []
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        what = [f"{name} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for name, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+                if keys]
+        raise UserError(f"{path}: model tensors do not match its config ({'; '.join(what)})")
+    gen.load_state_dict(state)
+    return gen

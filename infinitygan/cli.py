@@ -172,13 +172,24 @@ def _main(argv: list[str] | None) -> int:
         click.echo(f"infinitygan: error: {e.format_message()}", err=True)
         return 2
     except OSError as e:
-        click.echo(f"infinitygan: error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True)
+        name = f": {_public_name(e.filename)}" if e.filename else ""
+        click.echo(f"infinitygan: error: {e.strerror or e}{name}", err=True)
         return 2
     except KeyboardInterrupt:
         if _rank0():
             click.echo("infinitygan: interrupted", err=True)
         return 130
     return status if isinstance(status, int) else 0  # ctx.exit(code) inside a command
+
+
+def _public_name(filename) -> str:
+    """The name a user gave for an output, not its hidden temporary file (.NAME.xxxxxxxx.part)."""
+    import re
+    from pathlib import Path
+
+    p = Path(str(filename))
+    m = re.fullmatch(r"\.(.+)\.[^.]+\.part", p.name)
+    return str(p.with_name(m.group(1))) if m else str(p)
 
 
 def entry() -> None:

@@ -129,6 +129,8 @@ def test_info_refuses_what_generate_refuses(tmp_path, capsys, tiny_model_file, d
         assert main(cmd) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("infinitygan: error:"), (cmd, err)
+        if damage == "reshaped":
+            assert "of another shape" in err[0] and "missing" not in err[0], err
 
 
 def test_a_full_disk_is_one_line_and_replaces_nothing(tmp_path, monkeypatch, capsys):

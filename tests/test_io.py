@@ -102,3 +102,20 @@ def test_outputs_get_umask_permissions(tmp_path):
         assert stat.S_IMODE(p.stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+def test_outputs_write_through_symlinks_and_keep_permissions(tmp_path, tiny_model):
+    """Writing onto a symbolic link replaces its target (the link stays a link); a replaced file
+    keeps its permissions (they used to become a fresh file's)."""
+    import os
+    import stat
+
+    target = tmp_path / "real.png"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    tiny_model.generate_to_file(link, 1, 32, 32, device="cpu")
+    assert link.is_symlink() and target.read_bytes()[:4] == b"\x89PNG"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "real.png"]

@@ -241,7 +241,7 @@ def prepare_lmdb(
 
     out = Path(out_path).expanduser()
     if out.exists() and not overwrite:
-        raise UserError(f"output already exists: {out_path} (remove it or pass overwrite)")
+        raise UserError(f"output already exists: {out_path} (remove it, or use --overwrite)")
     files, skipped = _scan(folder)
     if not files:
         raise _no_readable(folder, skipped)

@@ -20,6 +20,7 @@ Tiles holding NaN or infinity stop the write (``NonFiniteOutput``).
 from __future__ import annotations
 
 import os
+import stat
 import shutil
 import struct
 import tempfile
@@ -132,14 +133,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed onto it if the block succeeds.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask),
-    not mkstemp's 0600.
+    not mkstemp's 0600, or those of the file it replaces; a symbolic link is written through
+    (its target is replaced, the link stays).
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()  # write the file the link points to; the link stays a link
+    mode = 0o666 & ~_umask()
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)  # a replaced file keeps its permissions
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

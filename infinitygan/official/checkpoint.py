@@ -57,8 +57,9 @@ def _refusal(path: Path, e: Exception) -> UserError:
     if isinstance(e, pickle.UnpicklingError):
         return UserError(f"refused {path}: not a plain PyTorch checkpoint (its pickle holds unsupported "
                          "instructions), so it was not loaded")
-    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-    return UserError(f"cannot read {path} as a PyTorch checkpoint (truncated or another format): {first}")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    detail = f": {first}" if re.search(r"[A-Za-z]{3}", first) and len(first) < 160 else ""  # not a bare number
+    return UserError(f"cannot read {path} as a PyTorch checkpoint (truncated or another format){detail}")
 
 
 def safe_load(path: str | Path):
