@@ -7,17 +7,15 @@ Quick start::
     img = model.generate(seed=3, width=2048, height=256)
     ig.save_image("pano.png", img)
 """
-from .api import Model, build_generator, init_model, load_model, resolve_device, resolve_dtype
-from .config import ModelConfig, list_presets, load_config
-from .errors import UserError
-from .io.images import save_image
-from .latents import Canvas
-from .render import RenderOptions
-from .synthesis import Region, Synthesizer
+from .lazy import exports as _exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Canvas", "Model", "ModelConfig", "Region", "RenderOptions", "Synthesizer", "UserError", "build_generator", "init_model",
-    "list_presets", "load_config", "load_model", "resolve_device", "resolve_dtype", "save_image",
-]
+_EXPORTS = {
+    "Model": "api", "build_generator": "api", "init_model": "api", "load_model": "api", "resolve_device": "api",
+    "resolve_dtype": "api", "ModelConfig": "config", "list_presets": "config", "load_config": "config",
+    "UserError": "errors", "save_image": "io.images", "Canvas": "latents", "RenderOptions": "render.options",
+    "Region": "synthesis", "Synthesizer": "synthesis",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _exports(__name__, _EXPORTS)

@@ -28,6 +28,8 @@ CASES = [
     (["pan", "--height", "100000", "--out", "v.mp4"], "frame sides"),
     (["prepare", ".", "--out", "d.lmdb", "--full-size", "100000"], "--full-size"),
     (["train", "--workers", "100000", "--out", "run"], "--workers"),
+    (["eval", "--num", "100000000000"], "--num"),
+    (["eval", "--scale", "1000"], "--scale"),
     # refused before the inversion runs (it used to invert, then refuse the oversized JPEG)
     (["outpaint", "p.png", "--width", "9000", "--height", "9000", "--out", "o.jpg"], "JPEG"),
     (["train", "--batch", "100000", "--out", "run"], "batch_size"),
@@ -146,3 +148,20 @@ def test_a_full_disk_is_one_line_and_replaces_nothing(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is the disk full" in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+class _NotATensor:
+    pass
+
+
+def test_a_pickled_inception_file_is_refused_without_torchs_advice(tmp_path):
+    import torch
+
+    from infinitygan.errors import UserError
+    from infinitygan.metrics.inception import _read_state_dict
+
+    torch.save({"w": torch.zeros(2), "obj": _NotATensor()}, tmp_path / "inception.pth")
+    with pytest.raises(UserError) as e:
+        _read_state_dict(tmp_path / "inception.pth")
+    msg = str(e.value)
+    assert "\n" not in msg and "weights_only" not in msg and "nothing in it was unpickled" in msg

@@ -123,7 +123,7 @@ from infinitygan.api import load_model
 from infinitygan.inversion.latents_file import load_latents
 from infinitygan.inversion.outpaint import LatentsSource
 from infinitygan.render import RenderOptions, render_to_file
-from infinitygan.scene import Scene, SceneSource
+from infinitygan.scene import Point, Scene, SceneSource, StyleCentre
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -135,6 +135,12 @@ region = model.region(200, 120, -37, -50)
 render_to_file(model, SceneSource(Scene(3, cyclic=208)), region, f"{sys.argv[2]}/dist-cyclic.tif", options)
 big = model.region(160, 96, lat.region.x - 56, lat.region.y - 32)
 render_to_file(model, LatentsSource(lat, 5, big, feather=4), big, f"{sys.argv[2]}/dist-latents.npy", options)
+# the units each rank rendered (a style-fused scene, small tiles: many units)
+from infinitygan.parallel.tiles import render_to_file_distributed
+scene = SceneSource(Scene(3, [StyleCentre(Point(-60, 0), seed=1), StyleCentre(Point(60, 0), seed=2)]))
+synth = RenderOptions(device="cpu").synthesizer(model)
+done = render_to_file_distributed(f"{sys.argv[2]}/dist-style.tif", synth, scene.canvas(synth), region, tile=32)
+print("RESULT " + json.dumps(done), flush=True)
 dist.destroy_process_group()
 """
 
@@ -176,6 +182,14 @@ def test_scenes_and_latents_are_split_like_seeds(tiny_model_file, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("cyclic.tif", "latents.npy"):
         assert (tmp_path / f"dist-{name}").read_bytes() == (tmp_path / f"one-{name}").read_bytes(), name
+    # each rank rendered about half of the scene's units (round robin), every tile once
+    done = [json.loads(line[7:]) for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    assert sorted(d["rank"] for d in done) == [0, 1]
+    synth = model.synthesizer("cpu")
+    plan = synth.plan(model.region(200, 120, -37, -50), 32)
+    units = list(synth.groups(plan, synth.batch_size(None)))
+    assert len(units) >= 4 and sum(d["units"] for d in done) == len(units)
+    assert sum(d["tiles"] for d in done) == len(plan) and abs(done[0]["units"] - done[1]["units"]) <= 1
 
 
 def test_cli_scene_under_torchrun_one_line(tiny_model_file, tmp_path):

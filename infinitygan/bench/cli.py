@@ -6,7 +6,6 @@ import json
 import click
 
 from ..errors import UserError
-from ..render.options import RenderOptions
 
 
 @click.command("bench")
@@ -23,6 +22,7 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
     """Print FLOPs/pixel, seconds and peak memory of the default tiling, the authors' 101-pixel
     patches and one-shot synthesis, as one JSON object."""
     from ..api import load_model, resolve_device, resolve_dtype
+    from ..render.options import RenderOptions
     from .schemes import MODES, run_bench
 
     if not (0 < width <= MAX_BENCH_SIDE and 0 < height <= MAX_BENCH_SIDE):

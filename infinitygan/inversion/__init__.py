@@ -2,9 +2,11 @@
 
     from infinitygan.inversion import Inversion, InversionConfig, load_latents
 """
-from .footprint import Footprint, Window, footprint
-from .invert import Inversion, InversionConfig, psnr
-from .latents_file import Latents, load_latents, model_identity
+from ..lazy import exports as _exports
+from .footprint import Footprint, Window, footprint  # light; and `footprint` is also a submodule's name
 
-__all__ = ["Footprint", "Window", "footprint", "Inversion", "InversionConfig", "psnr", "Latents",
-           "load_latents", "model_identity"]
+_EXPORTS = {"Inversion": "invert",
+            "InversionConfig": "config", "psnr": "invert", "Latents": "latents_file", "load_latents": "latents_file",
+            "model_identity": "latents_file"}
+__all__ = sorted(_EXPORTS) + ["Footprint", "Window", "footprint"]
+__getattr__, __dir__ = _exports(__name__, _EXPORTS)

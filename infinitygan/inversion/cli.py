@@ -22,7 +22,7 @@ def register(cli: click.Group) -> None:
 
 def inversion_options(f):
     """The options of the inversion (Appendix K defaults), shared by invert / outpaint / inbetween."""
-    from .invert import InversionConfig
+    from .config import InversionConfig
 
     d = InversionConfig()
     opts = [
@@ -64,7 +64,7 @@ def one_process(what: str) -> None:
 
 
 def _config(kw: dict, seed: int):
-    from .invert import InversionConfig
+    from .config import InversionConfig
 
     return InversionConfig(steps=kw["steps"], lr=kw["lr"], pixel_weight=kw["pixel_weight"],
                            perceptual_weight=kw["perceptual_weight"], w_prior_weight=kw["w_prior_weight"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..geometry import Geometry
-from ..synthesis import Region
+from ..tiling import Region
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ def register(cli: click.Group) -> None:
     cli.add_command(eval_cmd)
 
 
+#: largest field-of-view scale of the protocol (the paper reports up to 8x)
+MAX_SCALE = 32
+#: most images per set
+MAX_NUM = 100_000
+
+
 def _scales(text: str) -> list:
     """``--scale``: comma-separated positive integers and/or ``patch``."""
     from .protocol import PATCH
@@ -38,8 +44,9 @@ def _scales(text: str) -> list:
             v = int(t)
         except ValueError:
             raise UserError(f"--scale must be comma-separated positive integers or {PATCH!r}, got {text!r}") from None
-        if v < 1:
-            raise UserError(f"--scale must be positive integers or {PATCH!r}, got {text!r}")
+        if not 1 <= v <= MAX_SCALE:
+            raise UserError(f"--scale must be integers in 1..{MAX_SCALE} or {PATCH!r}, got {text!r} (a view at scale N "
+                            f"is N x the training image: 32 x 197 px is already 6304 px a side)")
         out.append(v)
     if not out:
         raise UserError(f"--scale must be comma-separated positive integers or {PATCH!r}, got {text!r}")
@@ -99,8 +106,8 @@ def eval_cmd(metric, scales, reference_size, resize, model_path, data, num, seed
     from .evaluate import default_cache_dir, evaluate
     from .protocol import RESIZE_MODES
 
-    if num < 2:
-        raise UserError(f"--num must be >= 2, got {num}")
+    if not 2 <= num <= MAX_NUM:
+        raise UserError(f"--num must be in 2..{MAX_NUM:,} (the paper's FID uses 50,000), got {num}")
     scale_list = _scales(scales)
     if reference_size is not None and reference_size < 1:
         raise UserError(f"--reference-size must be a positive integer, got {reference_size}")

@@ -64,8 +64,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read Inception weights {path}: {e}") from None
+    except Exception:  # torch's own message suggests weights_only=False: not advice to give
+        raise UserError(f"cannot read Inception weights {path}: not a plain file of tensors (it holds other objects, "
+                        "or is truncated); nothing in it was unpickled") from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(f"{path} is not a state dict of tensors")
     return sd

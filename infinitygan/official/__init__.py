@@ -1,5 +1,8 @@
 """The authors' release: their checkpoint format read safely and converted to ours
 (``checkpoint``), and the ``convert-official`` command (``cli``)."""
-from .checkpoint import generator_from_official_state, infer_config, load_official
+from ..lazy import exports as _exports
 
-__all__ = ["generator_from_official_state", "infer_config", "load_official"]
+_EXPORTS = {"generator_from_official_state": "checkpoint", "infer_config": "checkpoint",
+            "load_official": "checkpoint"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _exports(__name__, _EXPORTS)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import click
 
-from .checkpoint import load_official_with_info
 
 
 @click.command("convert-official")
@@ -12,6 +11,7 @@ from .checkpoint import load_official_with_info
 def convert_official_cmd(checkpoint, out):
     """Convert a checkpoint of the authors' code (its g_ema) into our model format."""
     from ..api import Model
+    from .checkpoint import load_official_with_info
 
     gen, cfg, info = load_official_with_info(checkpoint)
     path = Model(gen, cfg).save(out)

@@ -7,9 +7,10 @@
 all go through ``pipeline.run``; under torchrun every source is split among the ranks like a
 plain seed, byte-identical to one process.
 """
-from .options import RenderOptions, resolve_device, resolve_dtype
-from .pipeline import Job, render_to_file, require_tileable, run, write_region
-from .sources import CanvasSource, SeedSource
+from ..lazy import exports as _exports
 
-__all__ = ["CanvasSource", "Job", "RenderOptions", "SeedSource", "render_to_file", "require_tileable", "resolve_device",
-           "resolve_dtype", "run", "write_region"]
+_EXPORTS = {"RenderOptions": "options", "resolve_device": "options", "resolve_dtype": "options", "Job": "pipeline",
+            "render_to_file": "pipeline", "require_tileable": "pipeline", "run": "pipeline",
+            "write_region": "pipeline", "CanvasSource": "sources", "SeedSource": "sources"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _exports(__name__, _EXPORTS)

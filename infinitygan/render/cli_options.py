@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import click
 
-from .options import RenderOptions
-
 NAMES = ("tile", "batch", "device", "dtype", "max_memory", "force", "quiet", "nproc")
 
 NPROC = click.option("--nproc", default=None, type=int,
@@ -47,10 +45,11 @@ def render_options(device: bool = True, force: bool = True, nproc: bool = True):
     return decorate
 
 
-def options_from(kw: dict) -> tuple[RenderOptions, bool]:
+def options_from(kw: dict):
     """Pop the render options from a command's keyword arguments: (RenderOptions, quiet). With
     ``--nproc N`` (N > 1) the command line runs again in N ranks and this process exits."""
     from ..parallel.launch import relaunch
+    from .options import RenderOptions
 
     relaunch(click.get_current_context(), kw.pop("nproc", None))
     quiet = bool(kw.pop("quiet", False))

@@ -3,9 +3,10 @@ panoramas and regional resampling, described by one ``Scene``.
 
     from infinitygan.scene import Scene, StyleCentre, Point, Box, Mask, Resample, render, render_to_file
 """
-from .api import SceneSource, render, render_to_file, scene_region
-from .field import Box, Mask, Point
-from .scene import Resample, Scene, StyleCentre, load_mask, load_zg, styles_along_x
+from ..lazy import exports as _exports
 
-__all__ = ["Box", "Mask", "Point", "Resample", "Scene", "SceneSource", "StyleCentre", "load_mask", "load_zg", "render",
-           "render_to_file", "scene_region", "styles_along_x"]
+_EXPORTS = {"SceneSource": "api", "render": "api", "render_to_file": "api", "scene_region": "api", "Box": "field",
+            "Mask": "field", "Point": "field", "Resample": "scene", "Scene": "scene", "StyleCentre": "scene",
+            "load_mask": "scene", "load_zg": "scene", "styles_along_x": "scene"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _exports(__name__, _EXPORTS)

@@ -10,27 +10,30 @@ import re
 import click
 
 from ..errors import UserError
-from .field import Point
-from .scene import Resample, Scene, StyleCentre
 
 _STYLE = re.compile(r"^\s*(-?\d+)\s*@\s*(-?\d+)\s*,\s*(-?\d+)\s*$")
 _RESAMPLE = re.compile(r"^\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*@\s*(-?\d+)\s*$")
 
 
-def parse_style(text: str) -> StyleCentre:
+def parse_style(text: str):
     """'SEED@X,Y' -> a point centre with canvas SEED's global latent at pixel (X, Y)."""
     m = _STYLE.match(text)
     if not m:
         raise UserError(f"--style {text!r}: expected SEED@X,Y (e.g. 5@-600,2)")
+    from .field import Point
+    from .scene import StyleCentre
+
     s, x, y = (int(v) for v in m.groups())
     return StyleCentre(Point(x, y), seed=s)
 
 
-def parse_resample(text: str) -> Resample:
+def parse_resample(text: str):
     """'X,Y,W,H@SEED' -> resample that pixel rectangle with SEED's local latents and noise."""
     m = _RESAMPLE.match(text)
     if not m:
         raise UserError(f"--resample {text!r}: expected X,Y,W,H@SEED (e.g. 100,-50,200,100@7)")
+    from .scene import Resample
+
     x, y, w, h, s = (int(v) for v in m.groups())
     return Resample(x, y, w, h, s)
 
@@ -66,11 +69,13 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 
 
 def scene_from_options(ctx: click.Context, seed: int, styles=(), resamples=(), cyclic=None, fusion_kernel=None,
-                       scene_file=None) -> Scene | None:
+                       scene_file=None):
     """The scene the options describe (SEED's canvas steered by them), or None without any.
     A --scene file brings its own seed unless --seed was given."""
     if not (styles or resamples or cyclic is not None or fusion_kernel is not None or scene_file):
         return None
+    from .scene import Scene
+
     if scene_file:
         if styles or resamples or cyclic is not None:
             raise UserError("--scene takes the centres, resampled regions and period from the file: "

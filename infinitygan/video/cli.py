@@ -4,9 +4,8 @@ from __future__ import annotations
 import click
 
 from ..errors import UserError
-from ..render import require_tileable
 from ..render.cli_options import options_from, render_options
-from .pan import X264_PRESETS
+from .formats import X264_PRESETS
 
 
 @click.command("pan")
@@ -31,6 +30,7 @@ from .pan import X264_PRESETS
 def pan_cmd(model_path, seed, width, height, speed, frames, fps, crf, preset, x, y, strip, out, **kw):
     """Fly along the endless image of SEED: a video of a camera moving horizontally."""
     from ..api import load_model
+    from ..render import require_tileable
     from .pan import MAX_FRAME_SIDE, VIDEO_FORMATS, Camera, _av, check_video_path, pan_to_file
 
     options, quiet = options_from(kw)

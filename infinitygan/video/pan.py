@@ -27,15 +27,7 @@ from ..latents import Canvas
 from ..render.options import RenderOptions
 from ..synthesis import Region, Synthesizer
 
-#: extension -> (container format, codec, pixel format)
-VIDEO_FORMATS = {
-    ".mp4": ("mp4", "libx264", "yuv420p"),
-    ".mkv": ("matroska", "libx264", "yuv420p"),
-    ".webm": ("webm", "libvpx-vp9", "yuv420p"),
-}
-
-#: x264 speed presets (fastest first)
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+from .formats import VIDEO_FORMATS, X264_PRESETS  # noqa: F401 (part of this module's API)
 
 #: largest frame side the encoders take (H.264 and VP9 levels stop at 8192 pixels)
 MAX_FRAME_SIDE = 8192
