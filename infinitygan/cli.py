@@ -98,7 +98,7 @@ def _register_optional():
 
     for module in (info, bench_cli, official_cli, presets):
         module.register(cli)
-    for name in ("data.cli", "training.cli", "metrics.cli", "inversion.cli", "video.cli", "serve.cli"):
+    for name in ("data.cli", "training.cli", "metrics.cli", "inversion.cli", "video.cli", "serve.cli", "export.cli"):
         try:
             mod = importlib.import_module(f".{name}", __package__)
         except ImportError:
