@@ -43,11 +43,13 @@ def init(preset: str, seed: int, out: str):
 @click.option("--y", "y", default=None, type=int, help="top pixel (default: centred on the horizon)")
 @click.option("--latents", "latents_path", default=None, type=click.Path(dir_okay=False),
               help="latents file of `invert`: its zg, W+, zl and noise override the canvas of SEED")
+@click.option("--runtime", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
+              help="onnx: render through onnxruntime alone from an `export` folder given as --model (no torch)")
 @scene_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
 @render_options()
 @click.pass_context
-def generate(ctx, model_path, seed, width, height, x, y, latents_path, out, **kw):
+def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, out, **kw):
     """Synthesize the region (x, y, width, height) of image SEED to a file.
 
     Memory stays bounded whatever the size: .tif and .npy hold one tile, .png one short row of
@@ -56,6 +58,8 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, out, **kw
     (`torchrun --nproc_per_node N -m infinitygan generate ...`) the ranks share the tiles of any
     canvas (seed, scene or latents) and rank 0 writes the same bytes as one process.
     """
+    if runtime == "onnx":
+        return _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, kw)
     from .api import load_model
     from .render import Job, SeedSource, run
     from .scene.cli import NAMES as SCENE_NAMES
@@ -85,6 +89,30 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, out, **kw
             return Job(model, SeedSource(seed), model.region(2048 if width is None else width,
                                                              256 if height is None else height, x, y))
     run(build, out, options, quiet)
+
+
+def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, kw) -> None:
+    """``generate --runtime onnx``: an export folder through onnxruntime; imports no torch."""
+    from .scene.cli import NAMES as SCENE_NAMES
+
+    if model_path is None:
+        raise UserError("--runtime onnx renders an export folder: pass it as --model (see `infinitygan export`)")
+    used = [n for n in SCENE_NAMES if kw.get(n) not in (None, (), False)]
+    if latents_path is not None or used:
+        raise UserError("--runtime onnx renders plain seeds (no --latents or scene options yet)")
+    for name in ("tile", "batch"):
+        v = kw.get(name)
+        if v is not None and not 1 <= v <= 16384:
+            raise UserError(f"--{name} must be in 1..16384, got {v}")
+    for name, v in (("--width", width), ("--height", height)):
+        if v is not None and v <= 0:
+            raise UserError(f"{name} must be positive, got {v}")
+    if kw.get("nproc") not in (None, 1):
+        raise UserError("--runtime onnx runs in one process (no --nproc)")
+    from .export.runtime import generate_onnx
+
+    generate_onnx(model_path, seed, 2048 if width is None else width, 256 if height is None else height, x, y,
+                  kw.get("tile"), kw.get("batch"), out, kw.get("force", False), kw.get("quiet", False))
 
 
 def _register_optional():

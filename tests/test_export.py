@@ -107,3 +107,39 @@ def test_a_reduced_width_paper_389_exports_too(tmp_path):
         region = Region(x, -96, 192, 128)
         ref = model.synthesizer("cpu").render(model.canvas(3), region, tile)
         assert np.abs(render_with_onnx(tmp_path / "x", model, 3, region, tile) - ref).max() < TOLERANCE
+
+
+@pytest.mark.parametrize("tile,x", [(64, -128), (128, 2 ** 40)])
+def test_generate_with_the_onnx_runtime_imports_no_torch_and_matches(exported, tiny_model_file, tmp_path, tile, x):
+    """`generate --runtime onnx --model EXPORT_DIR`: the manifest and the graphs are enough (the
+    canvas is recomputed with numpy), within 2/255 of `generate` (measured: at most 1 level)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    args = ["--seed", "3", "--width", "208", "--height", "96", "--x", str(x), "--tile", str(tile), "--quiet"]
+    code = ("import sys\nfrom infinitygan.cli import main\n"
+            f"rc = main(['generate', '--runtime', 'onnx', '--model', {str(exported)!r}, *{args!r}, "
+            f"'--out', {str(tmp_path / 'onnx.png')!r}])\n"
+            "print(rc, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.stdout.split() == ["0", "False"], r.stderr[-2000:]
+    assert main(["generate", "--model", str(tiny_model_file), *args, "--out", str(tmp_path / "torch.png")]) == 0
+    a = np.asarray(Image.open(tmp_path / "onnx.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "torch.png")).astype(int)
+    assert a.shape == b.shape == (96, 208, 3) and np.abs(a - b).max() <= 2
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--runtime", "onnx"], "export folder"),
+    (["--runtime", "onnx", "--model", "."], "not an export folder"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--style", "1@0,0"], "plain seeds"),
+])
+def test_onnx_runtime_bad_input(exported, tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.chdir(tmp_path)
+    argv = ["generate", *[str(exported) if a == "EXPORTED" else a for a in args], "--out", "o.png"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "o.png").exists()

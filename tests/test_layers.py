@@ -7,7 +7,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "infinitygan"
 
-CORE = {"errors", "config", "coords", "latents", "nn", "structure", "texture", "generator", "geometry", "tiling",
+CORE = {"errors", "lazy", "config", "coords", "latents", "nn", "structure", "texture", "generator", "geometry", "tiling",
         "synthesis", "io", "discriminator"}
 ENGINE = CORE | {"api", "bundled", "presets", "info", "render", "parallel"}
 ROOMS = {"scene", "inversion", "data", "training", "metrics", "serve", "video", "bench", "official"}

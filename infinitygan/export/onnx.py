@@ -114,7 +114,8 @@ def manifest(model) -> dict:
                    for k, v in input_names(g).items()},
         "latents": {"zg_dim": cfg.zg_dim, "zl_dim": cfg.zl_dim, "style_dim": cfg.style_dim,
                     "n_styles": g.n_styles},
-        "geometry": {"lattice": geo.lattice, "n_up": cfg.n_up, "gs_margin": geo.gs_margin, "shrink": geo.shrink,
+        "geometry": {"lattice": geo.lattice, "n_up": cfg.n_up, "gs_layers": cfg.gs_layers, "gs_kernel": cfg.gs_kernel,
+                     "gs_margin": geo.gs_margin, "shrink": geo.shrink,
                      "tile_output": "lattice * cells - shrink pixels for a window of `cells` zS cells",
                      "noise_sizes": "GT conv j of a window of n cells: n_j = 2 n_{j-1} - 1 (upsampling convs), "
                                     "n_j - 2 (the others, kernel 3); see infinitygan.geometry.Geometry.ts_sizes",

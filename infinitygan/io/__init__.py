@@ -1,6 +1,8 @@
 """Input/output: image writers (streaming, atomic) and model files (safetensors + JSON config)."""
-from .checkpoint import load_model_file, save_model_file
-from .images import EXTENSIONS, check_output, check_output_path, save_image, to_uint8, write_tiles
+from ..lazy import exports as _exports
 
-__all__ = ["EXTENSIONS", "check_output", "check_output_path", "load_model_file", "save_image", "save_model_file",
-           "to_uint8", "write_tiles"]
+_EXPORTS = {"load_model_file": "checkpoint", "save_model_file": "checkpoint", "EXTENSIONS": "images",
+            "check_output": "images", "check_output_path": "images", "save_image": "images", "to_uint8": "images",
+            "write_tiles": "images"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = _exports(__name__, _EXPORTS)

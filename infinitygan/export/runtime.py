@@ -1,0 +1,200 @@
+"""Rendering from an export folder with onnxruntime and numpy alone (``generate --runtime onnx``):
+no torch is imported on this path, which shows that the graphs and the manifest are enough.
+
+The canvas is recomputed here from its definition (``infinitygan.latents``): the same 64-bit
+counter-based hash of (seed, stream, channel, row, column) with the same Box-Muller transform,
+and the same coordinates (``infinitygan.coords``); the tile plan and the writers are the
+engine's own torch-free modules (``tiling``, ``geometry``, ``io.images``). Pixels agree with
+``generate`` up to float32 rounding of two runtimes (well within 2/255, tests/test_export.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..geometry import Geometry
+from ..tiling import Region, plan_region, tile_unit
+
+M32 = np.uint64(0xFFFFFFFF)
+_C1, _C2 = np.uint64(0x7FEB352D), np.uint64(0x21F0AAAD)
+_LANE_A, _LANE_B = 0x3C6EF372, 0x6A09E667
+_COL_A, _COL_B = 0x510E527F, 0x1F83D9AB
+HORIZON_ROW = 2
+
+
+def _mix(h):
+    h = h ^ (h >> np.uint64(16))
+    h = (h * _C1) & M32
+    h = h ^ (h >> np.uint64(15))
+    h = (h * _C2) & M32
+    return h ^ (h >> np.uint64(16))
+
+
+def _mix_int(h: int) -> int:
+    return int(_mix(np.uint64(h)))
+
+
+def _absorb(h, word):
+    return _mix((h ^ word) & M32)
+
+
+def _absorb64(h, v: np.ndarray):
+    u = v.astype(np.int64).view(np.uint64)  # two's complement, as the engine's int64 & masks
+    return _absorb(_absorb(h, u & M32), (u >> np.uint64(32)) & M32)
+
+
+def stream_key(seed: int, stream: str) -> int:
+    digest = hashlib.blake2b(f"{int(seed)}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0xFFFFFFFF
+
+
+def gaussian_field(key: int, channels: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """N(0, 1) float32 (C, H, W) at every (channel, row, col): the engine's ``gaussian_field``."""
+    c = np.arange(channels, dtype=np.uint64)
+    lanes = []
+    with np.errstate(over="ignore"):
+        for seed in (_LANE_A, _LANE_B):
+            hc = _absorb(np.full(channels, _mix_int(key ^ seed), np.uint64), c)
+            lanes.append(_absorb64(hc.reshape(-1, 1), rows.reshape(1, -1))[..., None])
+        qa = _absorb64(np.full(cols.shape, _COL_A, np.uint64), cols).reshape(1, 1, -1)
+        qb = _absorb64(np.full(cols.shape, _COL_B, np.uint64), cols).reshape(1, 1, -1)
+        h1 = _mix(_mix(lanes[0] ^ qa) ^ lanes[1] ^ qb)
+        h2 = _mix(h1 ^ np.uint64(0x5BD1E995))
+    u1 = ((h1 >> np.uint64(8)).astype(np.float32) + np.float32(0.5)) * np.float32(1.0 / 16777216.0)
+    u2 = (h2 >> np.uint64(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    z = np.sqrt(np.float32(-2.0) * np.log(u1)) * np.cos(np.float32(2.0 * math.pi) * u2)
+    return z.astype(np.float32)
+
+
+def _angle(index: np.ndarray, period: int) -> np.ndarray:
+    m = np.remainder(index.astype(np.int64), period).astype(np.float64)
+    return math.pi * (2.0 * m / period - 1.0)
+
+
+def canvas_coords(coords: dict, row0: int, rows: int, col0: int, cols: int) -> np.ndarray:
+    """The engine's ``canvas_coords`` (plain canvas): (C, rows, cols) float32."""
+    r = np.arange(rows, dtype=np.int64) + row0
+    q = np.arange(cols, dtype=np.int64) + col0
+    system, period = coords["system"], coords["period_cells"]
+    if system == "object":
+        return np.zeros((3, rows, cols), np.float32)
+    ha = _angle(q, period)
+    hc = np.broadcast_to(np.cos(ha)[None], (rows, cols))
+    hs = np.broadcast_to(np.sin(ha)[None], (rows, cols))
+    v_half = 2 * (r - HORIZON_ROW)
+    if system == "scenery":
+        v = np.broadcast_to(np.tanh(coords["vertical_step"] / 2.0 * v_half.astype(np.float64))[:, None], (rows, cols))
+        out = np.stack([v, hc, hs])
+    else:
+        va = _angle(np.floor_divide(v_half, 2), period)
+        out = np.stack([np.broadcast_to(np.cos(va)[:, None], (rows, cols)),
+                        np.broadcast_to(np.sin(va)[:, None], (rows, cols)), hc, hs])
+    return out.astype(np.float32)
+
+
+class OnnxRenderer:
+    """The three graphs of an export folder, run tile by tile on the plain canvas of a seed."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        folder = Path(folder)
+        try:
+            self.manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{folder} is not an export folder (no readable manifest.json; see `infinitygan "
+                            "export`)") from None
+        if self.manifest.get("format") != "infinitygan-export" or self.manifest.get("format_version") != 1:
+            raise UserError(f"{folder}: an export of another format version ({self.manifest.get('format_version')})")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("the onnx runtime needs onnxruntime: pip install 'infinitygan[export]'") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        self.sessions = {k: ort.InferenceSession(str(folder / g["file"]), opts, providers=["CPUExecutionProvider"])
+                         for k, g in self.manifest["graphs"].items()}
+        geo = self.manifest["geometry"]
+        self.geometry = Geometry(geo["n_up"], geo["gs_layers"], geo["gs_kernel"])
+        self.unit = tile_unit(self.geometry)
+
+    def tiles(self, seed: int, region: Region, tile: int = 256, batch: int = 4):
+        """Yield (tile, float32 pixels (h, w, 3)) row-major, like ``Synthesizer.tiles``."""
+        lat, geo = self.manifest["latents"], self.geometry
+        t = max(self.unit, int(round(tile / self.unit)) * self.unit)
+        plan = plan_region(region, geo, t, t, self.unit)
+        zero = np.zeros(1, np.int64)
+        zg = gaussian_field(stream_key(seed, "zg"), lat["zg_dim"], zero, zero).reshape(1, lat["zg_dim"])
+        w = self.sessions["mapping"].run(None, {"zg": zg})[0]
+        m = geo.gs_margin
+        tiles = list(plan) if len(plan) <= 4096 else None
+        for part in _chunks(tiles if tiles is not None else iter(plan), batch):
+            zl, coords, noises = [], [], [[] for _ in range(2 * geo.n_up)]
+            for tl in part:
+                r = np.arange(tl.rows + 2 * m, dtype=np.int64) + tl.row_cell - m
+                q = np.arange(tl.cols + 2 * m, dtype=np.int64) + tl.col_cell - m
+                zl.append(gaussian_field(stream_key(seed, "zl"), lat["zl_dim"], r, q))
+                coords.append(canvas_coords(self.manifest["coordinates"], tl.row_cell - m, tl.rows + 2 * m,
+                                            tl.col_cell - m, tl.cols + 2 * m))
+                for j, ((ya, yb), (xa, xb)) in enumerate(zip(geo.ts_ranges(tl.row_cell, tl.rows),
+                                                              geo.ts_ranges(tl.col_cell, tl.cols))):
+                    noises[j].append(gaussian_field(stream_key(seed, f"noise{j}"), 1,
+                                                    np.arange(ya, yb, dtype=np.int64), np.arange(xa, xb, dtype=np.int64)))
+            b = len(part)
+            zs = self.sessions["structure"].run(None, {"zg": np.repeat(zg, b, 0), "zl": np.stack(zl),
+                                                       "coords": np.stack(coords)})[0]
+            styles = np.repeat(np.repeat(w[:, None], lat["n_styles"], axis=1), b, 0)
+            rgb = self.sessions["texture"].run(None, {"zs": zs, "styles": styles,
+                                                      **{f"noise_{j}": np.stack(n) for j, n in enumerate(noises)}})[0]
+            for tl, img in zip(part, rgb):
+                yield tl, img[:, tl.oy: tl.oy + tl.y1 - tl.y0, tl.ox: tl.ox + tl.x1 - tl.x0].transpose(1, 2, 0)
+
+    def plan(self, region: Region, tile: int = 256):
+        t = max(self.unit, int(round(tile / self.unit)) * self.unit)
+        return plan_region(region, self.geometry, t, t, self.unit)
+
+
+def _chunks(it, n: int):
+    part = []
+    for x in it:
+        part.append(x)
+        if len(part) == n:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def default_region(manifest: dict, width: int, height: int, x: int | None, y: int | None) -> Region:
+    """The engine's default placement (centred on x = 0 and on the horizon, lattice-snapped)."""
+    L = manifest["geometry"]["lattice"]
+    cx = L * round(-width / 2 / L)
+    cy = L * round((HORIZON_ROW - height / 2) / L)
+    return Region(cx if x is None else x, cy if y is None else y, width, height)
+
+
+def generate_onnx(folder, seed: int, width: int, height: int, x, y, tile, batch, out, force: bool,
+                  quiet: bool) -> Path:
+    """``generate --runtime onnx``: the region of seed's plain canvas through onnxruntime, streamed
+    to ``out`` by the engine's writers."""
+    from ..io.images import check_output, png_tile_height, write_tiles
+
+    r = OnnxRenderer(folder)
+    region = default_region(r.manifest, width, height, x, y)
+    path = check_output(out, region.width, region.height, force)
+    t = tile or 256
+    if path.suffix.lower() == ".png":
+        t = min(t, png_tile_height(region.width, r.unit))
+    plan = r.plan(region, t)
+    tiles = r.tiles(seed, region, t, batch or 4)
+    pieces = ((tl.y0 - region.y, tl.x0 - region.x, px) for tl, px in tiles)
+    write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces, force)
+    if not quiet:
+        import click
+
+        click.echo(f"wrote {path} ({region.width}x{region.height}; onnx runtime)", err=True)
+    return path
