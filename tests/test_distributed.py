@@ -192,20 +192,50 @@ def test_scenes_and_latents_are_split_like_seeds(tiny_model_file, tmp_path):
     assert sum(d["tiles"] for d in done) == len(plan) and abs(done[0]["units"] - done[1]["units"]) <= 1
 
 
-def test_cli_scene_under_torchrun_one_line(tiny_model_file, tmp_path):
-    """`generate --style ...` under torchrun: the ranks share the tiles (not each the whole image)
-    and one "wrote" line is printed."""
+REPORT_UNITS = """
+import json
+import infinitygan.parallel.tiles as t
+
+_render = t.render_to_file_distributed
+
+
+def render(*a, **k):
+    done = _render(*a, **k)
+    print("UNITS " + json.dumps(done), flush=True)
+    return done
+
+
+t.render_to_file_distributed = render
+"""
+
+
+@pytest.mark.parametrize("canvas", ["style", "cyclic", "scene", "latents"])
+def test_cli_canvases_under_torchrun(tiny_model_file, tmp_path, canvas):
+    """`generate` under torchrun with --style, --cyclic, a scene file or --latents: each rank
+    renders about half of the units (counted), the file is the bytes of one process, and one
+    "wrote" line is printed (scenes and latents used to be rendered whole by every rank)."""
     from infinitygan.cli import main
 
-    scene = ["--style", "1@-60,0", "--style", "2@60,0"]
-    assert main(["generate", "--model", str(tiny_model_file), *ARGS, *scene, "--out", str(tmp_path / "one.tif"),
-                 "--quiet", "--device", "cpu"]) == 0
-    r = torchrun(["-m", "infinitygan", "generate", "--model", str(tiny_model_file), *ARGS, *scene, "--device", "cpu",
-                  "--out", "dist.tif"], tmp_path)
+    extra = {"style": ["--style", "1@-60,0", "--style", "2@60,0"], "cyclic": ["--cyclic", "208"]}.get(canvas)
+    if canvas == "scene":
+        (tmp_path / "s.yaml").write_text("seed: 3\ncentres:\n  - {seed: 4, point: [-50, 0]}\n  - {seed: 6, box: [40, -40, 64, 64]}\n")
+        extra = ["--scene", str(tmp_path / "s.yaml")]
+    if canvas == "latents":
+        extra = ["--latents", str(_latents_file(tiny_model_file, tmp_path))]
+    args = ["generate", "--model", str(tiny_model_file), *ARGS, *extra, "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "one.tif"), "--quiet"]) == 0
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(REPORT_UNITS)
+    r = torchrun(["-m", "infinitygan", *args, "--out", "dist.tif"], tmp_path, extra_path=str(inject))
     assert r.returncode == 0, r.stderr[-3000:]
     wrote = [line for line in r.stderr.splitlines() if line.startswith("wrote")]
     assert len(wrote) == 1 and "2 ranks" in wrote[0], r.stderr[-3000:]
     assert (tmp_path / "dist.tif").read_bytes() == (tmp_path / "one.tif").read_bytes()
+    done = [json.loads(line[6:]) for line in r.stdout.splitlines() if line.startswith("UNITS ")]
+    assert sorted(d["rank"] for d in done) == [0, 1]
+    units = [d["units"] for d in done]
+    assert min(units) >= 1 and abs(units[0] - units[1]) <= 1, done
 
 
 def test_inversion_refuses_torchrun_in_one_line(tiny_model_file, tmp_path, monkeypatch, capsys):
