@@ -19,10 +19,16 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    assert main(["export", "--model", str(tiny_model_file), "--out", str(out)]) == 0
+def web(tiny_model_file, tmp_path_factory):
+    """`export --web` of the tiny model: the static page with the ONNX export in model/."""
+    out = tmp_path_factory.mktemp("web")
+    assert main(["export", "--model", str(tiny_model_file), "--web", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def exported(web):
+    return web / "model"
 
 
 def render_with_onnx(folder, model, seed: int, region: Region, tile: int) -> np.ndarray:
@@ -143,3 +149,56 @@ def test_onnx_runtime_bad_input(exported, tmp_path, monkeypatch, capsys, args, n
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_model):
+    """`export --web`, served by a plain static server and opened in headless Chromium: the page
+    computes its tiles itself (canvas.js + onnxruntime-web) and they equal `serve`'s tiles within
+    2/255 (measured: at most 1 level), without a console error."""
+    import base64
+    import functools
+    import http.server
+    import io
+    import os
+    import sys
+    import threading
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from browser import CHROMIUM, chromium, free_port
+
+    pytest.importorskip("playwright")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    from infinitygan.serve.tiles import TileKey, TileRenderer
+
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda self, *a: None})
+    handler = functools.partial(quiet, directory=str(web))
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0)
+    errors = []
+    try:
+        with sync_playwright() as pw, chromium(pw) as browser:
+            page = browser.new_page(viewport={"width": 480, "height": 300})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/#seed=5&x=2000&y=0")
+            page.wait_for_function("document.querySelectorAll('canvas[data-tile]').length >= 2", timeout=120000)
+            tiles = page.evaluate("Array.from(document.querySelectorAll('canvas[data-tile]'))"
+                                  ".map(c => [c.dataset.tile, c.toDataURL('image/png')])")
+            assert "seed=5" in page.url
+    finally:
+        server.shutdown()
+    assert not errors, errors
+    for name, url in tiles[:2]:
+        seed, x, y = (int(v) for v in name.split("/"))
+        assert seed == 5 and x >= 6
+        got = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
+        ref = renderer.render([TileKey(seed, 0, x, y)])[0].astype(int)
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= 2, name

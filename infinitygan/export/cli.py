@@ -13,13 +13,27 @@ def register(cli: click.Group) -> None:
               help="model file or training run directory (default: the bundled model)")
 @click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx"]),
               help="onnx: mapping, structure and texture graphs with dynamic batch and spatial sizes")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="folder to write")
-def export_cmd(model_path, fmt, out):
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="folder to write the graphs to")
+@click.option("--web", default=None, type=click.Path(file_okay=False),
+              help="instead: a static folder exploring the image in the browser (no server; any static host)")
+def export_cmd(model_path, fmt, out, web):
     """Export the generator as the engine runs it (mapping; structure per GS window; texture per
-    tile) with a manifest.json, for runtimes outside PyTorch."""
+    tile) with a manifest.json, for runtimes outside PyTorch; or, with --web, a static explorer
+    page that renders every tile in the visitor's browser."""
+    from ..errors import UserError
+
+    if (out is None) == (web is None):
+        raise UserError("give either --out (the graphs) or --web (the static explorer page)")
     from ..api import load_model
-    from .onnx import export_onnx
 
     model = load_model(model_path)
+    if web is not None:
+        from .web_page import export_web
+
+        path = export_web(model, web)
+        click.echo(f"wrote {path} (index.html; serve the folder, e.g. python -m http.server -d {path})", err=True)
+        return
+    from .onnx import export_onnx
+
     path = export_onnx(model, out)
     click.echo(f"wrote {path} (mapping.onnx, structure.onnx, texture.onnx, manifest.json)", err=True)

@@ -1,0 +1,39 @@
+"""``infinitygan export --web DIR``: a static folder that explores the infinite image in the
+visitor's browser, with no server of ours: index.html, the page's scripts (canvas.js computes
+the canvas, explorer.js runs the graphs and the Leaflet map), Leaflet and the onnxruntime-web
+build (both shipped in this package, no CDN), and model/ (the ONNX export with its manifest,
+plus the map's parameters). Any static host serves it (``python -m http.server``)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import UserError
+from .onnx import export_onnx
+
+WEB = Path(__file__).parent / "web"
+LEAFLET = Path(__file__).resolve().parents[1] / "serve" / "static" / "leaflet"
+PAGE_FILES = ("index.html", "explorer.js", "explorer.css", "canvas.js")
+
+
+def export_web(model, out: str | Path) -> Path:
+    """Write the static explorer of ``model`` to the folder ``out``."""
+    from ..serve.tiles import TILE_PX, X_LIMIT, default_band
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--web must be a folder: {out} is a file")
+    if not (WEB / "ort" / "ort-wasm-simd-threaded.wasm").is_file() or not LEAFLET.is_dir():
+        raise UserError("this installation lacks the page's files (onnxruntime-web, Leaflet): reinstall infinitygan")
+    export_onnx(model, out / "model")
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    manifest["map"] = {"tile": TILE_PX, "band": default_band(model), "x_limit": X_LIMIT}
+    (out / "model" / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    for name in PAGE_FILES:
+        shutil.copyfile(WEB / name, out / name)
+    for src, dst in ((WEB / "ort", out / "ort"), (LEAFLET, out / "leaflet")):
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst)
+    return out
