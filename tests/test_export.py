@@ -181,24 +181,31 @@ def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_mode
     port = free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0)
+    renderer = TileRenderer(tiny_model, "cpu", max_zoom=1)
     errors = []
+    grab = ("Array.from(document.querySelectorAll('canvas[data-tile]'))"
+            ".map(c => [c.dataset.tile, c.toDataURL('image/png')])")
     try:
         with sync_playwright() as pw, chromium(pw) as browser:
             page = browser.new_page(viewport={"width": 480, "height": 300})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/#seed=5&x=2000&y=0")
+            page.goto(f"http://127.0.0.1:{port}/#seed=5&x=2000&y=0&z=0")
             page.wait_for_function("document.querySelectorAll('canvas[data-tile]').length >= 2", timeout=120000)
-            tiles = page.evaluate("Array.from(document.querySelectorAll('canvas[data-tile]'))"
-                                  ".map(c => [c.dataset.tile, c.toDataURL('image/png')])")
+            tiles = page.evaluate(grab)[:2]
             assert "seed=5" in page.url
+            # zoomed out one level: a tile is the box-filtered mean of 2 x 2 native tiles
+            page.evaluate("location.hash = '#seed=5&x=2000&y=0&z=1'")  # a new hash moves the map
+            page.wait_for_function("document.querySelectorAll('canvas[data-tile^=\"5/1/\"]').length >= 1",
+                                   timeout=120000)
+            tiles += [t for t in page.evaluate(grab) if t[0].startswith("5/1/")][:1]
     finally:
         server.shutdown()
     assert not errors, errors
-    for name, url in tiles[:2]:
-        seed, x, y = (int(v) for v in name.split("/"))
-        assert seed == 5 and x >= 6
+    assert len(tiles) == 3
+    for name, url in tiles:
+        seed, z, x, y = (int(v) for v in name.split("/"))
+        assert seed == 5 and x >= 6 >> z
         got = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
-        ref = renderer.render([TileKey(seed, 0, x, y)])[0].astype(int)
+        ref = renderer.render([TileKey(seed, z, x, y)])[0].astype(int)
         assert got.shape == ref.shape and np.abs(got - ref).max() <= 2, name

@@ -15,6 +15,8 @@ from .onnx import export_onnx
 WEB = Path(__file__).parent / "web"
 LEAFLET = Path(__file__).resolve().parents[1] / "serve" / "static" / "leaflet"
 PAGE_FILES = ("index.html", "explorer.js", "explorer.css", "canvas.js")
+#: zoomed-out levels of the page (level k renders 4^k native tiles, as `serve --max-zoom`)
+MAX_ZOOM = 2
 
 
 def export_web(model, out: str | Path) -> Path:
@@ -28,7 +30,7 @@ def export_web(model, out: str | Path) -> Path:
         raise UserError("this installation lacks the page's files (onnxruntime-web, Leaflet): reinstall infinitygan")
     export_onnx(model, out / "model")
     manifest = json.loads((out / "model" / "manifest.json").read_text())
-    manifest["map"] = {"tile": TILE_PX, "band": default_band(model), "x_limit": X_LIMIT}
+    manifest["map"] = {"tile": TILE_PX, "band": default_band(model), "x_limit": X_LIMIT, "max_zoom": MAX_ZOOM}
     (out / "model" / "manifest.json").write_text(json.dumps(manifest, indent=1))
     for name in PAGE_FILES:
         shutil.copyfile(WEB / name, out / name)

@@ -67,7 +67,7 @@
     let queue = Promise.resolve();
     const timings = [];
 
-    async function renderTile(s, tx, ty) {
+    async function renderFloat(s, tx, ty) {
       const t0 = performance.now();
       const X0 = BigInt(tx) * BigInt(T), Y0 = BigInt(ty) * BigInt(T);
       const sr = floorDiv(Y0, BigInt(LAT)), sc = floorDiv(X0, BigInt(LAT));
@@ -89,22 +89,46 @@
       }
       const rgb = (await session.texture.run(feeds)).rgb;
       const [, , H, W] = rgb.dims, d = rgb.data;
-      const img = new ImageData(T, T);
+      const px = new Float32Array(T * T * 3);  // (T, T, 3) raw generator output, about [-1, 1]
       for (let y = 0; y < T; y++) {
         for (let x = 0; x < T; x++) {
-          const o = 4 * (y * T + x);
-          for (let c = 0; c < 3; c++) {  // as io.images.to_uint8: clamp(rint((v + 1) * 127.5))
-            const v = Math.fround(Math.fround(d[(c * H + y + oy) * W + x + ox] + 1) * 127.5);
-            img.data[o + c] = Math.min(255, Math.max(0, rint(v)));
-          }
-          img.data[o + 3] = 255;
+          for (let c = 0; c < 3; c++) px[(y * T + x) * 3 + c] = d[(c * H + y + oy) * W + x + ox];
         }
       }
       timings.push(performance.now() - t0);
+      return px;
+    }
+
+    async function renderTile(s, z, tx, ty) {
+      // zoom-out level k = -z: the mean of 2^k x 2^k native tiles, as serve's downsample
+      const k = Math.max(0, -z), f = 1 << k;
+      let acc = null;
+      for (let j = 0; j < f; j++) {
+        for (let i = 0; i < f; i++) {
+          const px = await renderFloat(s, tx * f + i, ty * f + j);
+          if (f === 1) { acc = px; continue; }
+          if (acc === null) acc = new Float32Array(T * T * 3);
+          for (let y = 0; y < T; y++) {
+            const Y = ((j * T + y) / f) | 0;
+            for (let x = 0; x < T; x++) {
+              const X = ((i * T + x) / f) | 0, o = (Y * T + X) * 3, q = (y * T + x) * 3;
+              acc[o] += px[q]; acc[o + 1] += px[q + 1]; acc[o + 2] += px[q + 2];
+            }
+          }
+        }
+      }
+      const img = new ImageData(T, T), n = f * f;
+      for (let p = 0; p < T * T; p++) {
+        for (let c = 0; c < 3; c++) {  // as io.images.to_uint8: clamp(rint((v + 1) * 127.5)) in float32
+          const v = Math.fround(Math.fround(Math.fround(acc[p * 3 + c] / n) + 1) * 127.5);
+          img.data[p * 4 + c] = Math.min(255, Math.max(0, rint(v)));
+        }
+        img.data[p * 4 + 3] = 255;
+      }
       return img;
     }
 
-    const minZoom = 0;
+    const minZoom = -map_.max_zoom;
     const bounds = L.latLngBounds([[-map_.band, -map_.x_limit], [map_.band, map_.x_limit]]);
     const lmap = L.map("map", { crs: L.CRS.Simple, minZoom: minZoom, maxZoom: 2, zoomSnap: 1, maxBounds: bounds,
                                 maxBoundsViscosity: 1.0 });
@@ -119,24 +143,26 @@
         tile.width = tile.height = T;
         const s = seed;
         pending += 1; showBusy();
-        queue = queue.then(() => renderTile(s, c.x, c.y)).then((img) => {
+        queue = queue.then(() => renderTile(s, c.z, c.x, c.y)).then((img) => {
           tile.getContext("2d").putImageData(img, 0, 0);
-          tile.dataset.tile = s + "/" + c.x + "/" + c.y;
+          tile.dataset.tile = s + "/" + (-c.z) + "/" + c.x + "/" + c.y;
           done(null, tile);
         }, (err) => done(err, tile)).finally(() => { pending -= 1; showBusy(); });
         return tile;
       },
     });
-    const layer = new Layer({ tileSize: T, minZoom: minZoom, maxZoom: 2, maxNativeZoom: 0, bounds: bounds, noWrap: true,
+    const layer = new Layer({ tileSize: T, minZoom: minZoom, maxZoom: 2, minNativeZoom: minZoom, maxNativeZoom: 0,
+                              bounds: bounds, noWrap: true, keepBuffer: 1,
                               attribution: "InfinityGAN (" + manifest.model + "), in this browser" }).addTo(lmap);
     const x0 = Number.isSafeInteger(h.x) ? h.x : 0, y0 = Number.isSafeInteger(h.y) ? h.y : 0;
-    lmap.setView([-y0, x0], 0, { animate: false });
+    const z0 = Number.isSafeInteger(h.z) ? Math.min(2, Math.max(minZoom, -h.z)) : 0;
+    lmap.setView([-y0, x0], z0, { animate: false });
 
     const seedInput = document.getElementById("seed"), where = document.getElementById("where");
     seedInput.value = seed;
     function writeHash() {
       const c = lmap.getCenter();
-      const hash = "#seed=" + seed + "&x=" + Math.round(c.lng) + "&y=" + Math.round(-c.lat);
+      const hash = "#seed=" + seed + "&x=" + Math.round(c.lng) + "&y=" + Math.round(-c.lat) + "&z=" + (-lmap.getZoom());
       if (location.hash !== hash) history.replaceState(null, "", hash);
       where.textContent = "x " + Math.round(c.lng) + "  y " + Math.round(-c.lat);
     }
@@ -144,7 +170,15 @@
       if (!Number.isSafeInteger(s) || s < 0 || s === seed) return;
       seed = s; seedInput.value = s; layer.redraw(); writeHash();
     }
-    lmap.on("moveend", writeHash);
+    lmap.on("moveend zoomend", writeHash);
+    window.addEventListener("hashchange", function () {  // a shared link moves the map where it points
+      const h2 = parseHash();
+      if (Number.isSafeInteger(h2.seed)) setSeed(h2.seed);
+      if (Number.isSafeInteger(h2.x) && Number.isSafeInteger(h2.y)) {
+        const z = Number.isSafeInteger(h2.z) ? Math.min(2, Math.max(minZoom, -h2.z)) : lmap.getZoom();
+        lmap.setView([-h2.y, h2.x], z);
+      }
+    });
     document.getElementById("panel").addEventListener("submit", (e) => { e.preventDefault(); setSeed(Number(seedInput.value)); });
     document.getElementById("random").addEventListener("click", () => setSeed(Math.floor(Math.random() * 1e9)));
     writeHash();
