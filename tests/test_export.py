@@ -209,3 +209,30 @@ def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_mode
         got = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
         ref = renderer.render([TileKey(seed, z, x, y)])[0].astype(int)
         assert got.shape == ref.shape and np.abs(got - ref).max() <= 2, name
+
+
+def test_torchscript_export_reproduces_the_engine(tiny_model, tiny_model_file, tmp_path):
+    """`export --format torchscript`: the traced files, loaded with torch.jit.load alone, render
+    other tile sizes and positions equal to the engine (within float rounding)."""
+    import torch
+
+    assert main(["export", "--model", str(tiny_model_file), "--format", "torchscript", "--out", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["runtime"] == "torchscript" and m["graphs"]["texture"]["file"] == "texture.pt"
+    nets = {k: torch.jit.load(str(tmp_path / f"{k}.pt")) for k in ("mapping", "structure", "texture")}
+    synth = tiny_model.synthesizer("cpu")
+    for tile, x in ((32, -40), (64, 2 ** 40)):
+        region = Region(x, -24, 96, 80)
+        canvas = tiny_model.canvas(7)
+        tiles = list(synth.plan(region, tile))
+        zl, coords, noises = synth._inputs(canvas, tiles)
+        zg = canvas.zg().expand(len(tiles), -1)
+        with torch.no_grad():
+            w = nets["mapping"](zg[:1])
+            styles = w[:, None].expand(len(tiles), tiny_model.generator.n_styles, -1)
+            rgb = nets["texture"](nets["structure"](zg, zl, coords), styles, *noises).numpy()
+        ref = synth.render(canvas, region, tile)
+        for t, img in zip(tiles, rgb):
+            got = img[:, t.oy: t.oy + t.y1 - t.y0, t.ox: t.ox + t.x1 - t.x0].transpose(1, 2, 0)
+            want = ref[t.y0 - region.y: t.y1 - region.y, t.x0 - region.x: t.x1 - region.x]
+            assert np.abs(got - want).max() < TOLERANCE

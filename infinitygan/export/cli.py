@@ -11,8 +11,8 @@ def register(cli: click.Group) -> None:
 @click.command("export")
 @click.option("--model", "model_path", default=None, type=click.Path(),
               help="model file or training run directory (default: the bundled model)")
-@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx"]),
-              help="onnx: mapping, structure and texture graphs with dynamic batch and spatial sizes")
+@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx", "torchscript"]),
+              help="onnx or torchscript: mapping, structure and texture networks with dynamic batch and spatial sizes")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="folder to write the graphs to")
 @click.option("--web", default=None, type=click.Path(file_okay=False),
               help="instead: a static folder exploring the image in the browser (no server; any static host)")
@@ -32,6 +32,12 @@ def export_cmd(model_path, fmt, out, web):
 
         path = export_web(model, web)
         click.echo(f"wrote {path} (index.html; serve the folder, e.g. python -m http.server -d {path})", err=True)
+        return
+    if fmt == "torchscript":
+        from .torchscript import export_torchscript
+
+        path = export_torchscript(model, out)
+        click.echo(f"wrote {path} (mapping.pt, structure.pt, texture.pt, manifest.json)", err=True)
         return
     from .onnx import export_onnx
 

@@ -108,7 +108,8 @@ def manifest(model) -> dict:
     g, cfg = model.generator, model.config.generator
     geo = g.geometry
     return {
-        "format": "infinitygan-export", "format_version": FORMAT_VERSION, "infinitygan_version": __version__,
+        "format": "infinitygan-export", "runtime": "onnx", "format_version": FORMAT_VERSION,
+        "infinitygan_version": __version__,
         "model": model.config.name, "model_sha256": model_fingerprint(g),
         "graphs": {k: {"file": f"{k}.onnx", "inputs": v, "outputs": OUTPUT_NAMES[k]}
                    for k, v in input_names(g).items()},

@@ -109,6 +109,9 @@ class OnnxRenderer:
                             "export`)") from None
         if self.manifest.get("format") != "infinitygan-export" or self.manifest.get("format_version") != 1:
             raise UserError(f"{folder}: an export of another format version ({self.manifest.get('format_version')})")
+        if self.manifest.get("runtime", "onnx") != "onnx":
+            raise UserError(f"{folder} holds a {self.manifest.get('runtime')} export: --runtime onnx needs "
+                            "`infinitygan export --format onnx`")
         try:
             import onnxruntime as ort
         except ImportError:
