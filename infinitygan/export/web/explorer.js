@@ -29,9 +29,12 @@
     }
     ort.env.wasm.wasmPaths = new URL("ort/", location.href).href;
     ort.env.wasm.numThreads = 1;  // no SharedArrayBuffer needed: any static host serves it
+    // WebAssembly only: onnxruntime-web's WebGPU build runs 3x slower on WebAssembly (measured
+    // 726 against 238-266 ms per tile) and weighs 29 MB more (docs/benchmarks.md)
+    const backend = "wasm";
     const session = {};
     for (const k of ["mapping", "structure", "texture"]) {
-      session[k] = await ort.InferenceSession.create("model/" + manifest.graphs[k].file, { executionProviders: ["wasm"] });
+      session[k] = await ort.InferenceSession.create("model/" + manifest.graphs[k].file, { executionProviders: [backend] });
     }
     const map_ = manifest.map, geo = manifest.geometry, lat = manifest.latents;
     const LAT = geo.lattice, m = geo.gs_margin, T = map_.tile;
@@ -153,7 +156,7 @@
     });
     const layer = new Layer({ tileSize: T, minZoom: minZoom, maxZoom: 2, minNativeZoom: minZoom, maxNativeZoom: 0,
                               bounds: bounds, noWrap: true, keepBuffer: 1,
-                              attribution: "InfinityGAN (" + manifest.model + "), in this browser" }).addTo(lmap);
+                              attribution: "InfinityGAN (" + manifest.model + "), in this browser (" + backend + ")" }).addTo(lmap);
     const x0 = Number.isSafeInteger(h.x) ? h.x : 0, y0 = Number.isSafeInteger(h.y) ? h.y : 0;
     const z0 = Number.isSafeInteger(h.z) ? Math.min(2, Math.max(minZoom, -h.z)) : 0;
     lmap.setView([-y0, x0], z0, { animate: false });
@@ -182,7 +185,8 @@
     document.getElementById("panel").addEventListener("submit", (e) => { e.preventDefault(); setSeed(Number(seedInput.value)); });
     document.getElementById("random").addEventListener("click", () => setSeed(Math.floor(Math.random() * 1e9)));
     writeHash();
-    window.explorer = { map: lmap, layer: layer, manifest: manifest, timings: timings, renderTile: renderTile };
+    window.explorer = { map: lmap, layer: layer, manifest: manifest, timings: timings, renderTile: renderTile,
+                        backend: backend };
   }
 
   start().catch((e) => { document.getElementById("where").textContent = "failed: " + e; console.error(e); });
