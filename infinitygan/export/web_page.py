@@ -14,7 +14,9 @@ from .onnx import export_onnx
 
 WEB = Path(__file__).parent / "web"
 LEAFLET = Path(__file__).resolve().parents[1] / "serve" / "static" / "leaflet"
-PAGE_FILES = ("index.html", "explorer.js", "explorer.css", "canvas.js")
+PAGE_FILES = ("index.html", "explorer.js", "canvas.js")
+#: the server's explorer stylesheet, shared (the two pages look alike)
+STYLE = Path(__file__).resolve().parents[1] / "serve" / "static" / "explorer.css"
 #: zoomed-out levels of the page (level k renders 4^k native tiles, as `serve --max-zoom`)
 MAX_ZOOM = 2
 
@@ -34,6 +36,7 @@ def export_web(model, out: str | Path) -> Path:
     (out / "model" / "manifest.json").write_text(json.dumps(manifest, indent=1))
     for name in PAGE_FILES:
         shutil.copyfile(WEB / name, out / name)
+    shutil.copyfile(STYLE, out / "explorer.css")
     for src, dst in ((WEB / "ort", out / "ort"), (LEAFLET, out / "leaflet")):
         if dst.exists():
             shutil.rmtree(dst)
