@@ -128,8 +128,7 @@ class OnnxRenderer:
     def tiles(self, seed: int, region: Region, tile: int = 256, batch: int = 4):
         """Yield (tile, float32 pixels (h, w, 3)) row-major, like ``Synthesizer.tiles``."""
         lat, geo = self.manifest["latents"], self.geometry
-        t = max(self.unit, int(round(tile / self.unit)) * self.unit)
-        plan = plan_region(region, geo, t, t, self.unit)
+        plan = self.plan(region, tile)
         zero = np.zeros(1, np.int64)
         zg = gaussian_field(stream_key(seed, "zg"), lat["zg_dim"], zero, zero).reshape(1, lat["zg_dim"])
         w = self.sessions["mapping"].run(None, {"zg": zg})[0]
