@@ -1,7 +1,12 @@
-"""The in-browser explorer (`infinitygan export --web`, issue 18): time per tile on WebAssembly
-and agreement with the tile server, in headless Chromium (Debian's /usr/bin/chromium).
+"""The in-browser explorer (`infinitygan export --web`, issue 18): time per tile and agreement
+with the tile server, in headless Chromium (Debian's /usr/bin/chromium).
 
     python benchmarks/web_explorer.py [--model M] [--width 960 --height 420] [--screenshot docs/explorer-web.jpg]
+    python benchmarks/web_explorer.py --backend webgpu --swiftshader --width 256 --height 256
+
+`--backend` is the page's `?backend=` (auto: WebGPU when the browser gives an adapter);
+`--swiftshader` starts Chromium with a WebGPU adapter emulated on the CPU (SwiftShader): the
+WebGPU path's correctness, not a GPU's speed.
 
 Exports the model's static page to a temporary folder, serves it with a plain static server on
 loopback, opens it, waits until every visible tile is drawn, and prints one JSON object: the
@@ -41,12 +46,15 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=960)
     ap.add_argument("--height", type=int, default=420)
     ap.add_argument("--screenshot", default=None)
+    ap.add_argument("--backend", choices=("auto", "wasm", "webgpu"), default="auto")
+    ap.add_argument("--swiftshader", action="store_true", help="a WebGPU adapter emulated on the CPU")
     args = ap.parse_args()
 
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    from browser import chromium, free_port
+    from browser import CHROMIUM, CHROMIUM_ARGS, free_port
+    from test_export import WEBGPU_ARGS
     import infinitygan as ig
     from infinitygan.export.web_page import export_web
     from infinitygan.serve.tiles import TileKey, TileRenderer
@@ -62,34 +70,40 @@ def main() -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         errors: list[str] = []
         try:
-            with sync_playwright() as pw, chromium(pw) as browser:
+            with sync_playwright() as pw:
+                flags = [a for a in CHROMIUM_ARGS if a != "--disable-gpu"] + WEBGPU_ARGS if args.swiftshader else CHROMIUM_ARGS
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
                 page = browser.new_page(viewport={"width": args.width, "height": args.height})
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
                 t0 = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/#seed={args.seed}&x=128&y=0")
+                query = "" if args.backend == "auto" else f"?backend={args.backend}"
+                page.goto(f"http://127.0.0.1:{port}/{query}#seed={args.seed}&x=128&y=0")
                 page.wait_for_function("document.querySelectorAll('canvas[data-tile]').length >= 1", timeout=300000)
                 first_s = time.perf_counter() - t0
                 page.wait_for_function("document.getElementById('busy').hidden", timeout=600000)
                 timings = page.evaluate("window.explorer.timings")
+                backend = page.evaluate("window.explorer.backend")
                 tiles = page.evaluate("Array.from(document.querySelectorAll('canvas[data-tile]'))"
                                       ".map(c => [c.dataset.tile, c.toDataURL('image/png')])")
                 if args.screenshot:
                     page.screenshot(path=str(Path(args.screenshot).with_suffix(".png")))
+                browser.close()
         finally:
             server.shutdown()
     renderer = TileRenderer(model, "cpu", max_zoom=0)
     diff = 0
     for name, url in tiles[:3]:
-        s, x, y = (int(v) for v in name.split("/"))
+        s, z, x, y = (int(v) for v in name.split("/"))
         got = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
-        diff = max(diff, int(np.abs(got - renderer.render([TileKey(s, 0, x, y)])[0].astype(int)).max()))
+        diff = max(diff, int(np.abs(got - renderer.render([TileKey(s, z, x, y)])[0].astype(int)).max()))
     if args.screenshot:
         png = Path(args.screenshot).with_suffix(".png")
         Image.open(png).convert("RGB").save(args.screenshot, quality=90)
         if png != Path(args.screenshot):
             png.unlink()
     later = sorted(timings[1:])
-    print(json.dumps({"model": model.config.name, "tiles": len(timings), "export_seconds": round(export_s, 1),
+    print(json.dumps({"model": model.config.name, "backend": backend, "swiftshader": args.swiftshader,
+                      "tiles": len(timings), "export_seconds": round(export_s, 1),
                       "first_tiles_seconds": round(first_s, 1), "first_tile_ms": round(timings[0]),
                       "median_ms_per_tile": round(later[len(later) // 2]) if later else None,
                       "max_diff_vs_server_levels": diff, "console_errors": errors[:3],

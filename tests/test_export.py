@@ -151,10 +151,16 @@ def test_onnx_runtime_bad_input(exported, tmp_path, monkeypatch, capsys, args, n
     assert not (tmp_path / "o.png").exists()
 
 
-def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_model):
-    """`export --web`, served by a plain static server and opened in headless Chromium: the page
-    computes its tiles itself (canvas.js + onnxruntime-web) and they equal `serve`'s tiles within
-    2/255 (measured: at most 1 level), without a console error."""
+#: Chromium with a WebGPU adapter on the CPU (SwiftShader's Vulkan, shipped with Debian's chromium)
+WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"]
+
+
+def page_tiles(web, url: str, want: list[str], viewport: tuple[int, int], extra_args: list[str] = ()):
+    """Open the exported folder (a plain static server, headless Chromium) at ``url`` (path and
+    hash), then for each JS condition of ``want`` in turn (the page's hash may be changed by the
+    previous one, ``"hash:..."``) wait for it and grab the rendered tiles. Returns (tiles as
+    [(name, uint8 RGB)], {backend the page chose, whether the browser has a WebGPU adapter,
+    the final address}, console errors)."""
     import base64
     import functools
     import http.server
@@ -167,48 +173,97 @@ def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_mode
     from PIL import Image
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from browser import CHROMIUM, chromium, free_port
+    from browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
     pytest.importorskip("playwright")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
-    from infinitygan.serve.tiles import TileKey, TileRenderer
-
     quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda self, *a: None})
     handler = functools.partial(quiet, directory=str(web))
     port = free_port()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    renderer = TileRenderer(tiny_model, "cpu", max_zoom=1)
-    errors = []
+    errors, tiles = [], {}
     grab = ("Array.from(document.querySelectorAll('canvas[data-tile]'))"
             ".map(c => [c.dataset.tile, c.toDataURL('image/png')])")
+    args = [a for a in CHROMIUM_ARGS if not (extra_args and a == "--disable-gpu")] + list(extra_args)
     try:
-        with sync_playwright() as pw, chromium(pw) as browser:
-            page = browser.new_page(viewport={"width": 480, "height": 300})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/#seed=5&x=2000&y=0&z=0")
-            page.wait_for_function("document.querySelectorAll('canvas[data-tile]').length >= 2", timeout=120000)
-            tiles = page.evaluate(grab)[:2]
-            assert "seed=5" in page.url
-            # zoomed out one level: a tile is the box-filtered mean of 2 x 2 native tiles
-            page.evaluate("location.hash = '#seed=5&x=2000&y=0&z=1'")  # a new hash moves the map
-            page.wait_for_function("document.querySelectorAll('canvas[data-tile^=\"5/1/\"]').length >= 1",
-                                   timeout=120000)
-            tiles += [t for t in page.evaluate(grab) if t[0].startswith("5/1/")][:1]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+            try:
+                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(f"http://127.0.0.1:{port}/{url}")
+                for cond in want:
+                    if cond.startswith("hash:"):
+                        page.evaluate(f"location.hash = {cond[5:]!r}")
+                        continue
+                    page.wait_for_function(cond, timeout=240000)
+                    for name, data in page.evaluate(grab):
+                        img = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB")
+                        tiles.setdefault(name, np.asarray(img))
+                backend = page.evaluate("window.explorer.backend")
+                adapter = page.evaluate("async () => !!(navigator.gpu && await navigator.gpu.requestAdapter())")
+                url = page.url
+            finally:
+                browser.close()
     finally:
         server.shutdown()
+    return list(tiles.items()), {"backend": backend, "adapter": adapter, "url": url}, errors
+
+
+def assert_servers_tiles(tiles, model, seed: int):
+    """Every page tile equals `serve`'s tile of the same key within 2/255 (measured: 1 level)."""
+    from infinitygan.serve.tiles import TileKey, TileRenderer
+
+    renderer = TileRenderer(model, "cpu", max_zoom=2)
+    for name, got in tiles:
+        s, z, x, y = (int(v) for v in name.split("/"))
+        assert s == seed
+        ref = renderer.render([TileKey(s, z, x, y)])[0]
+        assert got.shape == ref.shape and np.abs(got.astype(int) - ref.astype(int)).max() <= 2, name
+
+
+def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_model):
+    """`export --web`, served by a plain static server and opened in headless Chromium without a
+    GPU: the page chooses WebAssembly, computes its tiles itself (canvas.js + onnxruntime-web) and
+    they equal `serve`'s tiles within 2/255 (measured: at most 1 level), native and zoomed out,
+    without a console error."""
+    tiles, page, errors = page_tiles(
+        web, "#seed=5&x=2000&y=0&z=0",
+        ["document.querySelectorAll('canvas[data-tile]').length >= 2",
+         "hash:#seed=5&x=2000&y=0&z=1",  # a new hash moves the map; one level out: 2 x 2 tiles' mean
+         "document.querySelectorAll('canvas[data-tile^=\"5/1/\"]').length >= 1"], (480, 300))
     assert not errors, errors
-    assert len(tiles) == 3
-    for name, url in tiles:
-        seed, z, x, y = (int(v) for v in name.split("/"))
-        assert seed == 5 and x >= 6 >> z
-        got = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
-        ref = renderer.render([TileKey(seed, z, x, y)])[0].astype(int)
-        assert got.shape == ref.shape and np.abs(got - ref).max() <= 2, name
+    assert page["backend"] == "wasm" and not page["adapter"]
+    assert "seed=5" in page["url"]
+    names = {name for name, _ in tiles}
+    assert {"5/0/7/-1", "5/0/7/0", "5/1/3/-1", "5/1/3/0"} <= names, names  # around x = 2000, y = 0
+    assert_servers_tiles(tiles, tiny_model, 5)
+
+
+def test_the_page_runs_on_webgpu_where_the_browser_has_an_adapter(web, tiny_model):
+    """With a WebGPU adapter (Chromium's SwiftShader: a GPU emulated on the CPU, so correctness
+    here, not speed) the page loads the WebGPU build by itself and its tile equals `serve`'s within
+    2/255; `?backend=wasm` forces WebAssembly in the same browser."""
+    one_tile = "#seed=3&x=-7040&y=-128&z=0"  # the centre of tile (-28, -1): a 64 x 64 view shows only it
+    tiles, page, errors = page_tiles(web, one_tile, ["document.querySelectorAll('canvas[data-tile]').length >= 1"],
+                                     (64, 64), WEBGPU_ARGS)
+    if not page["adapter"]:
+        pytest.skip("this Chromium gives no WebGPU adapter")
+    assert not errors, errors
+    assert page["backend"] == "webgpu"
+    assert [name for name, _ in tiles] == ["3/0/-28/-1"]
+    assert_servers_tiles(tiles, tiny_model, 3)
+    forced, page, errors = page_tiles(web, "?backend=wasm" + one_tile,
+                                         ["document.querySelectorAll('canvas[data-tile]').length >= 1"], (64, 64),
+                                         WEBGPU_ARGS)
+    assert page["backend"] == "wasm" and page["adapter"] and not errors, errors
+    assert [name for name, _ in forced] == ["3/0/-28/-1"]
+    assert_servers_tiles(forced, tiny_model, 3)
 
 
 def test_torchscript_export_reproduces_the_engine(tiny_model, tiny_model_file, tmp_path):

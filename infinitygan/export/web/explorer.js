@@ -1,6 +1,7 @@
 // The explorer without a server: every tile is computed in this page. The canvas (latents,
 // noise, coordinates) comes from canvas.js, the networks are the exported ONNX graphs run by
-// onnxruntime-web (WebAssembly). Same map as `infinitygan serve`: Leaflet CRS.Simple, one map
+// onnxruntime-web: on WebGPU where the browser gives an adapter, on WebAssembly otherwise
+// (`?backend=wasm` or `?backend=webgpu` in the address forces one). Same map as `infinitygan serve`: Leaflet CRS.Simple, one map
 // unit = one native pixel, lng = x, lat = -y; seed and position in the URL hash.
 (function () {
   "use strict";
@@ -21,21 +22,59 @@
     return out;
   }
 
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const el = document.createElement("script");
+      el.src = src;
+      el.onload = resolve;
+      el.onerror = () => reject(new Error("cannot load " + src));
+      document.head.appendChild(el);
+    });
+  }
+
+  // The backend and its onnxruntime-web build. WebGPU: ort.webgpu.min.js (its WebAssembly part
+  // is the asyncify build, 3x slower than the plain one when it has to run on the CPU), so it is
+  // loaded only when navigator.gpu gives an adapter; otherwise the plain WebAssembly build.
+  async function chooseBackend() {
+    const asked = new URLSearchParams(location.search).get("backend");
+    if (asked === "wasm" || asked === "webgpu") return asked;
+    if (asked !== null) throw new Error("unknown backend " + JSON.stringify(asked) + " (wasm or webgpu)");
+    try {
+      if (navigator.gpu && await navigator.gpu.requestAdapter()) return "webgpu";
+    } catch (e) { /* no usable adapter: WebAssembly */ }
+    return "wasm";
+  }
+
+  async function openSessions(manifest) {
+    const backend = await chooseBackend();
+    await loadScript(backend === "webgpu" ? "ort/ort.webgpu.min.js" : "ort/ort.wasm.min.js");
+    ort.env.wasm.wasmPaths = new URL("ort/", location.href).href;
+    ort.env.wasm.numThreads = 1;  // no SharedArrayBuffer needed: any static host serves it
+    ort.env.logLevel = "error";
+    async function open(ep) {
+      const session = {};
+      for (const k of ["mapping", "structure", "texture"]) {
+        session[k] = await ort.InferenceSession.create("model/" + manifest.graphs[k].file, { executionProviders: [ep],
+          logSeverityLevel: 3 });  // errors only: not the warning that shape ops stay on the CPU
+      }
+      return session;
+    }
+    try {
+      return { backend: backend, session: await open(backend) };
+    } catch (e) {
+      if (backend !== "webgpu") throw e;
+      console.warn("WebGPU failed (" + e + "), running on WebAssembly");  // the build has both
+      return { backend: "wasm", session: await open("wasm") };
+    }
+  }
+
   async function start() {
     const manifest = await (await fetch("model/manifest.json")).json();
     // the page and the graphs are written together by one `export --web`; refuse a mix
     if (manifest.format !== "infinitygan-export" || manifest.format_version !== FORMAT_VERSION || !manifest.map) {
       throw new Error("model/ is not an export of this page's format (" + manifest.format_version + ")");
     }
-    ort.env.wasm.wasmPaths = new URL("ort/", location.href).href;
-    ort.env.wasm.numThreads = 1;  // no SharedArrayBuffer needed: any static host serves it
-    // WebAssembly only: onnxruntime-web's WebGPU build runs 3x slower on WebAssembly (measured
-    // 726 against 238-266 ms per tile) and weighs 29 MB more (docs/benchmarks.md)
-    const backend = "wasm";
-    const session = {};
-    for (const k of ["mapping", "structure", "texture"]) {
-      session[k] = await ort.InferenceSession.create("model/" + manifest.graphs[k].file, { executionProviders: [backend] });
-    }
+    const { backend, session } = await openSessions(manifest);
     const map_ = manifest.map, geo = manifest.geometry, lat = manifest.latents;
     const LAT = geo.lattice, m = geo.gs_margin, T = map_.tile;
     const cells = Math.ceil((T + geo.shrink) / LAT);  // the zS window of a map tile
