@@ -129,7 +129,11 @@ def _register_optional():
     for name in ("data.cli", "training.cli", "metrics.cli", "inversion.cli", "video.cli", "serve.cli", "export.cli"):
         try:
             mod = importlib.import_module(f".{name}", __package__)
-        except ImportError:
+        except ImportError as e:
+            # a missing optional dependency hides the room's commands; a broken import of our own
+            # (a renamed module or function) must not hide them silently
+            if e.name is None or e.name.split(".")[0] == __package__:
+                raise
             continue
         mod.register(cli)
 

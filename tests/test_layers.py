@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PKG = Path(__file__).resolve().parents[1] / "infinitygan"
 
 CORE = {"errors", "lazy", "config", "coords", "latents", "nn", "structure", "texture", "generator", "geometry", "tiling",
@@ -73,3 +75,32 @@ def test_the_graph_is_read():
     g = _graph()
     assert "render" in g[PKG / "api.py"] and "synthesis" in g[PKG / "render" / "pipeline.py"]
     assert "scene" in g[PKG / "inversion" / "outpaint.py"]
+
+
+def test_every_room_registers_its_commands(monkeypatch):
+    """With the test extras installed every room's commands are there; a room whose own import
+    breaks raises instead of silently losing its commands (only a missing third-party module,
+    an optional extra, hides a room)."""
+    import importlib
+
+    from infinitygan import cli
+
+    want = {"bench", "convert-official", "eval", "export", "generate", "inbetween", "info", "init", "invert",
+            "outpaint", "pan", "prepare", "presets", "serve", "train"}
+    assert want <= set(cli.cli.commands), sorted(want - set(cli.cli.commands))
+
+    real = importlib.import_module
+
+    def broken(name, package=None):
+        if name == ".video.cli":
+            raise ImportError("cannot import name 'gone' from 'infinitygan.video.frames'", name="infinitygan.video.frames")
+        if name == ".serve.cli":
+            raise ModuleNotFoundError("No module named 'fastapi'", name="fastapi")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ImportError, match="gone"):
+        cli._register_optional()
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, package=None: broken(".serve.cli", package) if name == ".video.cli" else broken(name, package))
+    cli._register_optional()  # a missing extra: the room is skipped, the others register
