@@ -1,0 +1,64 @@
+"""Which colour modes a model covers: the sky and ground colours of the evaluation's 1x views
+against the real images' (issue 16: what SWD's coarsest level, 16 px, measures).
+
+    python benchmarks/colour_modes.py [--models M ...] [--weights g_ema|g] [--num 128]
+
+The views are the fixed protocol's (`infinitygan eval --scale 1`: F x F regions at the training
+windows' vertical placements, brought to the reference size), the reals its real set. Per image:
+the mean colour of the top 16 rows ("sky") and of the bottom 16 ("ground"); printed per set, one
+JSON line each: the sky luminance's mean and standard deviation, the share of night skies
+(luminance < 0.25) and of warm skies (red > blue, sunsets), the ground colour's mean and
+spread, and the per-channel standard deviation of all pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def stats(x: torch.Tensor) -> dict:
+    """uint8 (N, 3, S, S) -> the colour figures of the module docstring."""
+    a = x.double().numpy() / 255.0
+    top, bottom = a[:, :, :16].mean((2, 3)), a[:, :, -16:].mean((2, 3))
+    lum = top.mean(1)
+    r = lambda v: np.round(v, 3).tolist()  # noqa: E731
+    return {"sky_luminance_mean": r(lum.mean()), "sky_luminance_sd": r(lum.std()),
+            "night_share": r((lum < 0.25).mean()), "warm_share": r((top[:, 0] > top[:, 2]).mean()),
+            "ground_rgb_mean": r(bottom.mean(0)), "ground_rgb_sd": r(bottom.std(0)), "pixel_sd": r(a.std((0, 2, 3)))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="*", default=[None], help="model files / checkpoints (default: the bundled model)")
+    ap.add_argument("--weights", choices=("g_ema", "g"), default="g_ema", help="g: a checkpoint's raw G")
+    ap.add_argument("--num", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+
+    from stripes import load
+
+    from infinitygan.metrics import evaluate as E
+    from infinitygan.metrics import protocol as P
+
+    for i, path in enumerate(args.models):
+        model = load(path, args.weights)
+        if i == 0:
+            data = E._open_data("procedural", model.config, P.EvalProtocol.of(model.config))
+            size = P.default_reference_size(model.config)
+            reals = torch.cat(list(P.real_batches(data, P.real_indices(len(data), args.num, args.seed), size=size)))
+            print(json.dumps({"set": "real", **stats(reals)}))
+        views = P.placements(model.config, args.num, 1, args.seed)
+        fakes = torch.cat([b["paper"] for b in P.fake_batches(model, views, "cpu")])
+        print(json.dumps({"set": str(path or "bundled"), "weights": args.weights, **stats(fakes)}))
+
+
+if __name__ == "__main__":
+    main()
