@@ -245,10 +245,23 @@ def test_the_static_page_renders_the_servers_tiles_in_the_browser(web, tiny_mode
     assert_servers_tiles(tiles, tiny_model, 5)
 
 
+def test_the_page_chooses_webgpu_where_the_browser_has_an_adapter(web):
+    """With a WebGPU adapter (Chromium's SwiftShader: a GPU emulated on the CPU) the page loads
+    the WebGPU build by itself and opens its sessions on WebGPU, without a console error. (The
+    tiles it then renders: the slow test below; a SwiftShader tile takes 25-45 s here.)"""
+    _, page, errors = page_tiles(web, "#seed=3&x=-7040&y=-128&z=0", ["window.explorer !== undefined"], (64, 64),
+                                 WEBGPU_ARGS)
+    if not page["adapter"]:
+        pytest.skip("this Chromium gives no WebGPU adapter")
+    assert not errors, errors
+    assert page["backend"] == "webgpu"
+
+
+@pytest.mark.slow
 def test_the_page_runs_on_webgpu_where_the_browser_has_an_adapter(web, tiny_model):
     """With a WebGPU adapter (Chromium's SwiftShader: a GPU emulated on the CPU, so correctness
     here, not speed) the page loads the WebGPU build by itself and its tile equals `serve`'s within
-    2/255; `?backend=wasm` forces WebAssembly in the same browser."""
+    2/255; `?backend=wasm` forces WebAssembly in the same browser. Slow: 60-70 s (measured: 1 level)."""
     one_tile = "#seed=3&x=-7040&y=-128&z=0"  # the centre of tile (-28, -1): a 64 x 64 view shows only it
     tiles, page, errors = page_tiles(web, one_tile, ["document.querySelectorAll('canvas[data-tile]').length >= 1"],
                                      (64, 64), WEBGPU_ARGS)
