@@ -53,8 +53,7 @@ def main() -> None:
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    from browser import CHROMIUM, CHROMIUM_ARGS, free_port
-    from test_export import WEBGPU_ARGS
+    from browser import CHROMIUM, CHROMIUM_ARGS, WEBGPU_ARGS, free_port
     import infinitygan as ig
     from infinitygan.export.web_page import export_web
     from infinitygan.serve.tiles import TileKey, TileRenderer

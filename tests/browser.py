@@ -11,6 +11,8 @@ import time
 CHROMIUM = os.environ.get("INFINITYGAN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: added for a WebGPU adapter on the CPU (SwiftShader's Vulkan, shipped with Debian's chromium)
+WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"]
 
 
 def free_port() -> int:

@@ -151,8 +151,11 @@ def test_onnx_runtime_bad_input(exported, tmp_path, monkeypatch, capsys, args, n
     assert not (tmp_path / "o.png").exists()
 
 
-#: Chromium with a WebGPU adapter on the CPU (SwiftShader's Vulkan, shipped with Debian's chromium)
-WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"]
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser import WEBGPU_ARGS  # noqa: E402
 
 
 def page_tiles(web, url: str, want: list[str], viewport: tuple[int, int], extra_args: list[str] = ()):
