@@ -1,7 +1,7 @@
 """Figures of the miniature Table 1 (docs/evaluation.md) from the CSVs of `infinitygan eval`.
 
-    python benchmarks/table1_report.py --csv-dir docs/evaluation --out docs \
-        --models infinitygan-tiny=runs/table1/infinitygan-tiny/kept/ckpt-....safetensors,...
+    python benchmarks/table1_report.py --csv-dir docs/evaluation/mini --out docs/evaluation/mini \
+        --models infinitygan=docs/evaluation/mini/models/infinitygan.safetensors,...
 
 Writes OUT/evaluation_swd.png (SWD against scale, one line per model and resize mode, the real
 floor as a band; the training-resolution column `patch` as its own marker at the left) and
@@ -93,8 +93,8 @@ def plot(rows: dict[str, list[dict]], order: list[str], out: Path, floor: str = 
     has_patch = any(r["scale"] == PATCH for k in order for r in rows.get(k, []))
     ticks = ([x_patch] if has_patch else []) + [1, 2, 4, 8]
     ax.set_xticks(ticks, (["train-res"] if has_patch else []) + ["1x", "2x", "4x", "8x"])
-    ax.set_xlabel(f"scale N (views N x {full or 197} px, downsampled to {ref or 197}); "
-                  "train-res: 101-px patches (squares)", fontsize=8)
+    ax.set_xlabel(f"scale N (views N x the model's full size, downsampled to {ref or 197}); "
+                  "train-res: each model's training patch (squares)", fontsize=8)
     ax.set_ylabel("SWD x1e3 (lower is better)")
     ax.set_title(f"SWD against scale, procedural landscapes (compared at {ref or 197} px)")
     ax.legend(fontsize=7)
@@ -123,10 +123,9 @@ def samples(models: dict[str, str], out: Path, seed: int = 11) -> None:
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(name, fontsize=8)
-            if row == 0:
-                ref = P.default_reference_size(model.config)
-                full = model.config.training.full_size
-                ax.set_title(f"1x ({full} px -> {ref})" if col < 4 else f"8x ({8 * full} px -> {ref})", fontsize=8)
+            ref = P.default_reference_size(model.config)
+            full = model.config.training.full_size  # differs between models: every row says its own
+            ax.set_title(f"1x ({full} px -> {ref})" if col < 4 else f"8x ({8 * full} px -> {ref})", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
 
@@ -137,7 +136,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs")
     ap.add_argument("--models", default="", help="NAME=PATH,... for the sample strip (PATH empty: bundled)")
     ap.add_argument("--no-samples", action="store_true")
-    ap.add_argument("--table", default="infinitygan-tiny,stylegan2-nci,stylegan2-nci-pfg",
+    ap.add_argument("--table", default="infinitygan,stylegan2-nci,stylegan2-nci-patched,stylegan2-nci-pfg",
                     help="CSV stems of the models of the table and the plot, in order")
     ap.add_argument("--floor", default="floor", help="CSV stem of the real-vs-real floor (same --num)")
     args = ap.parse_args()
