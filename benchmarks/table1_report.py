@@ -39,6 +39,15 @@ def _head(c) -> str:
     return "train-res (patch)" if c == PATCH else f"{c}x"
 
 
+def _patch_floor(rows: dict[str, list[dict]], name: str, floor: str) -> str | None:
+    """The real-vs-real patch floor for model ``name``: CSV ``FLOOR-NAME`` if there is one, else ``FLOOR``'s."""
+    for stem in (f"{floor}-{name}", floor):
+        for r in rows.get(stem, []):
+            if r["scale"] == PATCH and r["resize"] == "paper":
+                return f"floor {float(r['value']):.1f} at {r['compared_size']} px"
+    return None
+
+
 def table(rows: dict[str, list[dict]], order: list[str], floor: str = "floor") -> str:
     cols = _columns(rows, order)
     scales = [c for c in cols if c != PATCH]
@@ -50,6 +59,9 @@ def table(rows: dict[str, list[dict]], order: list[str], floor: str = "floor") -
             if not vals:
                 continue
             cells = [f"{vals[c]:.1f}" if c in vals else "-" for c in cols]
+            if PATCH in vals:  # models train on patches of different sizes: each its own patch floor
+                pf = _patch_floor(rows, name, floor)
+                cells[cols.index(PATCH)] += f" ({pf})" if pf else ""
             ratio = f"{vals[scales[-1]] / vals[scales[0]]:.2f}" if scales[0] in vals and scales[-1] in vals else "-"
             lines.append(f"| {name} | {mode} | " + " | ".join(cells) + f" | {ratio} |")
     fl = {_col(r["scale"]): r for r in rows.get(floor, []) if r["resize"] == "paper"}

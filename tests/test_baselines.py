@@ -60,3 +60,39 @@ def test_pfg_tiles_seamlessly_nci_does_one_shot():
     assert np.abs(s.render(c, r, tile=16) - s.render(c, r, tile=96)).max() < 1e-4
     nci = ig.init_model("stylegan2-nci")
     assert len(nci.synthesizer("cpu").plan(r, 16)) == 1
+
+
+def test_mini_table1_models_differ_only_in_architecture():
+    """benchmarks/table1/mini: the paper's four Table 1 rows at half the tiny preset's resolution.
+
+    Sizes as the paper's rows, halved (full / train: NCI 64 / 64, Patched 64 / 32, PFG and
+    InfinityGAN 101 / 53), one reference size, the same widths and training constants, R1 gamma
+    by StyleGAN2-ADA's rule for each patch size."""
+    from pathlib import Path
+
+    from infinitygan.discriminator import Discriminator
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "table1" / "mini"
+    want = {"infinitygan": ("infinitygan", 101, 53), "stylegan2-nci-pfg": ("stylegan2-nci-pfg", 101, 53),
+            "stylegan2-nci": ("stylegan2-nci", 64, 64), "stylegan2-nci-patched": ("stylegan2-nci", 64, 32)}
+    cfgs = {name: load_config(root / f"{name}.yaml") for name in want}
+    for name, (arch, full, patch) in want.items():
+        cfg = cfgs[name]
+        g, t = cfg.generator, cfg.training
+        assert (g.arch, t.full_size, g.patch_size) == (arch, full, patch), name
+        assert t.pre_resize == 64
+        assert t.r1_gamma == pytest.approx(0.0002 * patch ** 2 / t.batch_size, rel=1e-2), name
+        assert Discriminator(cfg.discriminator, patch).final_size in (3, 4), name
+        with torch.device("meta"):
+            G = ig.build_generator(cfg)
+            n = g.ts_input
+            m = n + 2 * G.geometry.gs_margin  # GS margin (0 without a structure synthesizer)
+            out = G(torch.zeros(1, g.zg_dim), torch.zeros(1, g.zl_dim, m, m), torch.zeros(1, g.coords.channels, m, m),
+                    noises=G.random_noises(1, n, device="meta"))
+        assert out["rgb"].shape[-1] == patch, name
+    ref = cfgs["infinitygan"]
+    for name, cfg in cfgs.items():
+        for key in ("zg_dim", "zl_dim", "style_dim", "mapping_layers", "n_up", "ts_channels"):
+            assert getattr(cfg.generator, key) == getattr(ref.generator, key), (name, key)
+        for key in ("batch_size", "lr", "diversity_weight", "r1_every", "pl_every", "ema_decay", "style_mixing"):
+            assert getattr(cfg.training, key) == getattr(ref.training, key), (name, key)
