@@ -105,8 +105,8 @@ def plot(rows: dict[str, list[dict]], order: list[str], out: Path, floor: str = 
     has_patch = any(r["scale"] == PATCH for k in order for r in rows.get(k, []))
     ticks = ([x_patch] if has_patch else []) + [1, 2, 4, 8]
     ax.set_xticks(ticks, (["train-res"] if has_patch else []) + ["1x", "2x", "4x", "8x"])
-    ax.set_xlabel(f"scale N (views N x the model's full size, downsampled to {ref or 197}); "
-                  "train-res: each model's training patch (squares)", fontsize=8)
+    ax.set_xlabel(f"scale N (N x the model's full size, downsampled to {ref or 197}); "
+                  "squares: training patches", fontsize=8)
     ax.set_ylabel("SWD x1e3 (lower is better)")
     ax.set_title(f"SWD against scale, procedural landscapes (compared at {ref or 197} px)")
     ax.legend(fontsize=7)
