@@ -70,6 +70,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     procs, record, base = {}, {}, {}
+    if args.resume and not (out / "budget.json").is_file():
+        ap.error(f"--resume: no {out / 'budget.json'} (start the runs without --resume first)")
     previous = json.loads((out / "budget.json").read_text()) if args.resume else {}
     for name in names:
         run = out / name
