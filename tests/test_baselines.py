@@ -31,9 +31,13 @@ def test_baseline_trains_and_generates(tmp_path, arch, ts_input, patch):
     path.write_text(yaml.safe_dump(d))
     cfg = load_config(path)
     assert cfg.generator.patch_size == patch
+    prev = torch.get_num_threads()
     torch.set_num_threads(1)
-    res = train(cfg.with_training(iterations=3), "procedural", tmp_path / "run",
-                options=RunOptions(device="cpu", workers=0, quiet=True, samples=False))
+    try:
+        res = train(cfg.with_training(iterations=3), "procedural", tmp_path / "run",
+                    options=RunOptions(device="cpu", workers=0, quiet=True, samples=False))
+    finally:
+        torch.set_num_threads(prev)
     assert res["iteration"] == 3
     model = ig.load_model(tmp_path / "run")
     img = model.generate(seed=1, width=90, height=40, tile=16)
