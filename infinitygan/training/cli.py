@@ -30,6 +30,12 @@ def register(cli: click.Group) -> None:
               help="start from a whole training checkpoint of the authors' code (G, D, G_ema, Adam states, "
                    "iteration, path-length mean; the architecture read from the file; training settings "
                    "from --preset/--config, default paper-101)")
+@click.option("--fork", "fork", default=None, type=click.Path(dir_okay=False),
+              help="start a NEW run in --out from a training checkpoint of another run (weights, Adam states, "
+                   "iteration, seed and data order; the source run's config, changed by --set)")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="change a training constant, e.g. --set lr=0.001 (repeatable; a resumed run refuses changes: "
+                   "fork it instead)")
 @click.option("--batch", "batch", default=None, type=int, help="global batch size (default: the config's)")
 @click.option("--workers", default=None, type=int,
               help="data loader processes per training process (0: load in-process); default 0 on the CPU "
@@ -46,7 +52,7 @@ def register(cli: click.Group) -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @NPROC
 @click.pass_context
-def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, batch, workers, seed, device, amp, tf32,
+def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, fork, settings, batch, workers, seed, device, amp, tf32,
               checkpoint_every, sample_every, log_every, deterministic, quiet, nproc):
     """Train InfinityGAN (multi-GPU/CPU: --nproc N, or torchrun --nproc_per_node N -m infinitygan train ...).
 
@@ -54,7 +60,8 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
     and OUT/samples/iter-*.png. `generate --model OUT` and `info OUT` read the newest checkpoint.
     Ctrl-C or SIGTERM: the current iteration finishes, a checkpoint is written, and --resume
     continues from it. --init-from FILE continues the authors' own training run in OUT (their
-    checkpoint is read safely: a file holding code is refused).
+    checkpoint is read safely: a file holding code is refused). --fork RUN/checkpoints/ckpt-N.safetensors
+    --set lr=0.001 continues another run in OUT with changed constants (the source is only read).
     """
     from ..config import load_config
     from ..io.runs import CONFIG_FILE
@@ -62,6 +69,7 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
     from .loop import train
 
     relaunch(ctx, nproc)
+    from .fork import fork_state, parse_settings, with_settings
     from .options import RunOptions
     from .state import load_run_config
 
@@ -69,8 +77,19 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
         raise UserError("pass either --preset or --config, not both")
     if init_from and resume:
         raise UserError("--init-from starts a new run: it cannot be combined with --resume")
+    if fork and (resume or init_from or preset or config_file):
+        what = "--resume" if resume else "--init-from" if init_from else "--preset/--config"
+        raise UserError(f"--fork starts a new run from the checkpoint's own config: it cannot be combined with {what} "
+                        "(change constants with --set)")
+    changed = parse_settings(settings)
     run = Path(out)
-    if init_from:
+    init = None
+    if fork:
+        cfg, tensors, meta = fork_state(fork)
+        init = (tensors, meta)
+        if seed is None:
+            seed = int(meta.get("seed", 0))
+    elif init_from:
         cfg = load_config(config_file or preset or "paper-101")
     elif config_file:
         cfg = load_config(Path(config_file))
@@ -81,8 +100,7 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
     else:
         cfg = load_config("tiny")
     changes = {k: v for k, v in (("iterations", iterations), ("batch_size", batch)) if v is not None}
-    cfg = cfg.with_training(**changes)
-    init = None
+    cfg = with_settings(cfg.with_training(**changes), changed)
     if init_from:
         from .official_init import official_training_state
 
@@ -92,6 +110,9 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
             raise UserError(f"{init_from} is at iteration {done}: --iterations must be larger "
                             f"(the run's total, now {cfg.training.iterations})")
         init = (tensors, meta)
+    if fork and cfg.training.iterations <= int(init[1]["iteration"]):
+        raise UserError(f"{fork} is at iteration {init[1]['iteration']}: --iterations must be larger "
+                        f"(the run's total, now {cfg.training.iterations})")
     options = RunOptions(device=device, amp=amp, tf32=tf32, workers=workers, checkpoint_every=checkpoint_every,
                          sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet)
     res = train(cfg, data, run, seed=seed, resume=resume, options=options, init=init)

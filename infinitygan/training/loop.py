@@ -150,6 +150,7 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
 
     nets = build_nets(cfg, ctx, seed)
     prog = S.restore(nets, *ckpt) if ckpt is not None else S.Progress()
+    origin = ckpt[1].get("init_from") if ckpt is not None else None  # a fork's or an import's source, kept
     del ckpt
     b, group = tc.batch_size // ctx.world_size, cfg.discriminator.mbstd_group
     if ctx.is_main and ctx.distributed and group > 1 and b % group:
@@ -191,6 +192,8 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
                     "progress": {"nan_skips": prog.nan_skips, "nan_streak": prog.nan_streak,
                                  "skipped": prog.skipped, "passes": done * tc.batch_size // len(dataset),
                                  "global_batch": tc.batch_size, "last": last_logged}}
+            if origin:
+                meta["init_from"] = origin
             last_ckpt = S.save_checkpoint(run, done, tensors, cfg, meta, keep=opts.keep)
         saved_at = done
         dist_.barrier(ctx)
