@@ -173,20 +173,34 @@ def test_missing_tensorboard_warns_once_and_trains(tmp_path, micro, monkeypatch)
 
 
 # ----------------------------------------------------------------------------------- resume
-def test_resume_equals_uninterrupted(tmp_path, micro):
-    cfg = load_config(micro)
-    kw = dict(FAST, samples=False, deterministic=True, checkpoint_every=100, seed=3)
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(cfg, "procedural", a, iterations=7, **kw)
-    train(cfg, "procedural", b, iterations=4, **kw)
-    # the resumed half holds R1 (t = 4, 6) and path-length (t = 6) steps
-    res = train(cfg, "procedural", b, iterations=7, resume=True, **kw)
-    assert res["iteration"] == 7
-    A = load_file(str(a / "checkpoints" / "ckpt-00000007.safetensors"))
-    B = load_file(str(b / "checkpoints" / "ckpt-00000007.safetensors"))
+#: the equivalence tests' runs: deterministic, seed 3, no intermediate checkpoints or samples
+EQUIV = dict(FAST, samples=False, deterministic=True, checkpoint_every=100, seed=3)
+
+
+def whole_and_half(cfg, root: Path) -> tuple[Path, Path]:
+    """The run of ``cfg`` made in one go to iteration 7 (root/whole) and stopped at 4 (root/half).
+
+    The iterations 4-6 hold R1 (t = 4, 6) and path-length (t = 6) steps.
+    """
+    whole, half = root / "whole", root / "half"
+    train(cfg, "procedural", whole, iterations=7, **EQUIV)
+    train(cfg, "procedural", half, iterations=4, **EQUIV)
+    return whole, half
+
+
+def assert_same_checkpoints(a: Path, b: Path) -> None:
+    A, B = load_file(str(a)), load_file(str(b))
     assert A.keys() == B.keys()
     bad = [k for k in A if not torch.equal(A[k], B[k])]
     assert not bad, bad[:5]
+
+
+def test_resume_equals_uninterrupted(tmp_path, micro):
+    cfg = load_config(micro)
+    a, b = whole_and_half(cfg, tmp_path)
+    res = train(cfg, "procedural", b, iterations=7, resume=True, **EQUIV)
+    assert res["iteration"] == 7
+    assert_same_checkpoints(a / "checkpoints" / "ckpt-00000007.safetensors", b / "checkpoints" / "ckpt-00000007.safetensors")
     assert ckpt_meta(b / "checkpoints" / "ckpt-00000007.safetensors")["images_seen"] == "28"
 
 

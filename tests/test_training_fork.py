@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from infinitygan.config import load_config
 from infinitygan.training.fork import parse_settings, with_settings
-from test_training import FAST, ckpt_meta, ckpts, micro, one_thread, run, train  # noqa: F401 (fixtures)
+from test_training import (assert_same_checkpoints, ckpt_meta, ckpts, micro, one_thread,  # noqa: F401 (fixtures)
+                           run, whole_and_half)
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "infinitygan" / "assets" / "landscapes-tiny.safetensors"
@@ -26,12 +27,8 @@ CLI = ["--workers", 0, "--device", "cpu", "--quiet", "--deterministic", "--check
 
 @pytest.fixture
 def source(tmp_path, micro):
-    """A micro run stopped at iteration 4 (seed 3), and the same run made in one go to 7."""
-    cfg = load_config(micro)
-    kw = dict(FAST, samples=False, deterministic=True, checkpoint_every=100, seed=3)
-    whole, half = tmp_path / "whole", tmp_path / "half"
-    train(cfg, "procedural", whole, iterations=7, **kw)
-    train(cfg, "procedural", half, iterations=4, **kw)
+    """A micro run made in one go to 7, and its checkpoint 4 (the same run stopped there)."""
+    whole, half = whole_and_half(load_config(micro), tmp_path)
     return whole, half / "checkpoints" / "ckpt-00000004.safetensors"
 
 
@@ -44,11 +41,8 @@ def test_fork_without_changes_equals_the_uninterrupted_run(tmp_path, source, cap
     out = tmp_path / "fork"
     rc, _, err = run(capsys, "train", "--fork", ckpt, "--out", out, "--iterations", 7, *CLI)
     assert rc == 0, err
-    A = load_file(str(whole / "checkpoints" / "ckpt-00000007.safetensors"))
-    B = load_file(str(out / "checkpoints" / "ckpt-00000007.safetensors"))
-    assert A.keys() == B.keys()
-    bad = [k for k in A if not torch.equal(A[k], B[k])]
-    assert not bad, bad[:5]
+    assert_same_checkpoints(whole / "checkpoints" / "ckpt-00000007.safetensors",
+                            out / "checkpoints" / "ckpt-00000007.safetensors")
     meta = ckpt_meta(out / "checkpoints" / "ckpt-00000007.safetensors")
     assert meta["seed"] == "3" and meta["init_from"] == f"{ckpt}@4"
     assert yaml.safe_load((out / "config.yaml").read_text()) == yaml.safe_load((whole / "config.yaml").read_text())
