@@ -105,13 +105,9 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
         from .official_init import official_training_state
 
         cfg, tensors, meta = official_training_state(init_from, cfg.training)
-        done = int(meta["iteration"])
-        if cfg.training.iterations <= done:
-            raise UserError(f"{init_from} is at iteration {done}: --iterations must be larger "
-                            f"(the run's total, now {cfg.training.iterations})")
         init = (tensors, meta)
-    if fork and cfg.training.iterations <= int(init[1]["iteration"]):
-        raise UserError(f"{fork} is at iteration {init[1]['iteration']}: --iterations must be larger "
+    if init is not None and cfg.training.iterations <= int(init[1]["iteration"]):
+        raise UserError(f"{fork or init_from} is at iteration {init[1]['iteration']}: --iterations must be larger "
                         f"(the run's total, now {cfg.training.iterations})")
     options = RunOptions(device=device, amp=amp, tf32=tf32, workers=workers, checkpoint_every=checkpoint_every,
                          sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet)
