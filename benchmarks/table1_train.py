@@ -11,6 +11,14 @@ once its CPU time reaches the budget (touch OUT/STOP to lower the budget of all 
 smallest CPU time any live run has reached, e.g. when time runs out). The model of a run is its newest checkpoint written
 within the budget. OUT/budget.json lists, per model, the checkpoint, its iteration and CPU
 seconds.
+
+A change of constants part-way (e.g. a lower learning rate for every model alike) is a fork:
+
+    python benchmarks/table1_train.py --fork runs/table1 --change lr=0.001 --budget 6000 --out runs/table1-lr
+
+starts each model's run in OUT as `infinitygan train --fork` of its model in SRC (the checkpoint
+SRC/budget.json names, the newest within SRC's budget) with `--set lr=0.001`, its CPU seconds
+counted on from that checkpoint's; `--resume` then continues OUT as usual.
 """
 from __future__ import annotations
 
@@ -60,7 +68,17 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true",
                     help="continue the runs in --out (e.g. with a larger --budget): each from its newest "
                          "checkpoint, its CPU seconds counted on from where OUT/budget.json left it")
+    ap.add_argument("--fork", metavar="SRC", default=None,
+                    help="start each model's run in --out as a fork of its model in SRC (the checkpoint "
+                         "SRC/budget.json names), CPU seconds counted on from that checkpoint's")
+    ap.add_argument("--change", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --fork: a training constant to change for every model alike (train's --set), "
+                         "e.g. --change lr=0.001; repeatable")
     args = ap.parse_args()
+    if args.change and not args.fork:
+        ap.error("--change needs --fork (a run's constants change only in a fork)")
+    if args.fork and args.resume:
+        ap.error("--fork starts new runs in --out; --resume continues them (not both)")
     MODELS = SETS[args.set]
     names = args.models.split(",") if args.models else list(MODELS)
     unknown = [n for n in names if n not in MODELS]
@@ -73,9 +91,24 @@ def main() -> int:
     if args.resume and not (out / "budget.json").is_file():
         ap.error(f"--resume: no {out / 'budget.json'} (start the runs without --resume first)")
     previous = json.loads((out / "budget.json").read_text()) if args.resume else {}
+    source = {}
+    if args.fork:
+        src = Path(args.fork) / "budget.json"
+        if not src.is_file():
+            ap.error(f"--fork: no {src}")
+        if Path(args.fork).resolve() == out.resolve():
+            ap.error("--fork: SRC and --out must differ (the source runs are only read)")
+        source = json.loads(src.read_text())
     for name in names:
         run = out / name
-        if args.resume:
+        if args.fork:
+            if not (source.get(name) or {}).get("checkpoint"):
+                ap.error(f"--fork: no checkpoint of {name} in {src}")
+            if checkpoints(run):
+                ap.error(f"--fork: {run} already has checkpoints (continue it with --resume)")
+            base[name], prev = float(source[name]["checkpoint_cpu_s"]), {}
+            what = ["--fork", source[name]["checkpoint"]] + [a for c in args.change for a in ("--set", c)]
+        elif args.resume:
             if name not in previous or not checkpoints(run):
                 ap.error(f"--resume: no run of {name} in {out} (budget.json or checkpoints missing)")
             prev = previous[name]
@@ -91,7 +124,10 @@ def main() -> int:
         log = open(out / f"{name}.log", "a" if args.resume else "w")
         procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         record[name] = {"command": " ".join(cmd[3:]), "checkpoints": dict(prev.get("checkpoints", {})),
-                        "started": time.time(), "resumed_at_cpu": base[name] if args.resume else None}
+                        "started": time.time(), "resumed_at_cpu": base[name] if args.resume else None,
+                        "forked_from": prev.get("forked_from") or (
+                            {"checkpoint": source[name]["checkpoint"], "cpu_s": base[name], "change": args.change}
+                            if args.fork else None)}
         for c in checkpoints(run):  # on --resume: the checkpoint written when the last run was stopped
             record[name]["checkpoints"].setdefault(c.name, base[name])
     live = dict(procs)
