@@ -89,7 +89,7 @@ def _setup(preset: str, batch: int):
     from infinitygan.data.datasets import PatchDataset, endless_batches, open_dataset
     from infinitygan.training.inputs import BatchPlan
     from infinitygan.training.nets import build_nets
-    from infinitygan.training.phases import Stats, TrainingLoss, uses_diversity
+    from infinitygan.training.phases import Stats, TrainingLoss, uses_pairs
     from infinitygan.training.state import Progress
 
     cfg = load_config(preset).with_training(batch_size=batch)
@@ -98,7 +98,7 @@ def _setup(preset: str, batch: int):
     ds = open_dataset("procedural", cfg.training.full_size, cfg.training.pre_resize, seed=0)
     batches = endless_batches(PatchDataset(ds, patch=cfg.generator.patch_size, seed=0), batch, 0, seed=0)
     real, label = next(batches)
-    plan = BatchPlan.make(cfg, nets.G.geometry, 0, ctx, diversity=uses_diversity(cfg))
+    plan = BatchPlan.make(cfg, nets.G.geometry, 0, ctx, pairs=uses_pairs(cfg))
     loss = TrainingLoss(cfg, nets, plan, ctx, None, Progress(), Stats())
     return cfg, torch, nets, loss, real, label
 

@@ -161,6 +161,9 @@ class TrainingConfig:
     ema_decay: float = 0.5 ** (32 / 10000)  # G EMA per iteration (~0.99778, the authors' value)
     aux_weight: float = 1.0
     diversity_weight: float = 1.0
+    # not in the paper (0 = off): weight of the squared difference between the mean colours of two
+    # patches that share zg and coordinates and differ in zl (docs/training.md, "Colour from zg")
+    colour_consistency_weight: float = 0.0
     iterations: int = 800_000
     full_size: int = 197
     pre_resize: int | None = 128
@@ -174,7 +177,7 @@ class TrainingConfig:
             "batch_size": (1, 4096), "lr": (1e-9, 1.0), "r1_gamma": (0.0, 1e6), "r1_every": (1, big),
             "pl_every": (1, big), "pl_weight": (0.0, 1e6), "pl_decay": (0.0, 1.0), "pl_batch_shrink": (1, 4096),
             "style_mixing": (0.0, 1.0), "ema_decay": (0.0, 1.0), "aux_weight": (0.0, 1e6),
-            "diversity_weight": (0.0, 1e6), "iterations": (1, big), "full_size": (8, 8192), "pre_resize": (1, 8192),
+            "diversity_weight": (0.0, 1e6), "colour_consistency_weight": (0.0, 1e6), "iterations": (1, big), "full_size": (8, 8192), "pre_resize": (1, 8192),
             "checkpoint_every": (1, big), "sample_every": (1, big), "log_every": (1, big)})
 
 

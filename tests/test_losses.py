@@ -114,6 +114,26 @@ def test_diversity_loss_identical_structures_is_finite():
     assert torch.isfinite(v) and v > 1e3  # eps keeps it finite; large: collapsed structures
 
 
+def test_colour_consistency_loss_value_and_what_it_ignores():
+    torch.manual_seed(3)
+    a, b = torch.randn(3, 3, 9, 9), torch.randn(3, 3, 9, 9)
+    d = a.mean((2, 3)) - b.mean((2, 3))
+    assert torch.allclose(L.colour_consistency_loss(a, b), (d * d).mean(), rtol=1e-6)
+    # the layout is free: b rearranged (the same mean colours) costs nothing against b
+    shuffled = b.flatten(2)[:, :, torch.randperm(81)].view_as(b)
+    assert L.colour_consistency_loss(b, shuffled) < 1e-12
+    # squared: a whole-palette difference weighs (0.8 / 0.1)^2 = 64x a small local shift
+    small = L.colour_consistency_loss(a, a + 0.1)
+    big = L.colour_consistency_loss(a, a + 0.8)
+    assert torch.allclose(big / small, torch.tensor(64.0), rtol=1e-4)
+    # the gradient pulls the two mean colours together
+    b2 = b.clone().requires_grad_(True)
+    L.colour_consistency_loss(a, b2).backward()
+    with torch.no_grad():
+        stepped = b2 - 10.0 * b2.grad
+    assert L.colour_consistency_loss(a, stepped) < L.colour_consistency_loss(a, b)
+
+
 def test_losses_accept_bf16():
     x = torch.randn(4, dtype=torch.bfloat16)
     assert L.d_logistic_loss(x, x).dtype == torch.float32

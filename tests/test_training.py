@@ -153,6 +153,31 @@ def test_tensorboard_scalars(tmp_path, micro):
     assert [e.step for e in acc.Scalars("loss/d_adv")] == [1, 2, 3]
 
 
+def test_colour_consistency_weight_pairs_the_batch_and_changes_only_g(tmp_path):
+    """The colour-consistency loss (not in the paper) needs G's batch in pairs; with weight 0 and
+    no diversity loss the batch has none (the runs so far are unchanged); with a weight it moves
+    G's first step, not D's."""
+    from infinitygan.training.inputs import BatchPlan
+    from infinitygan.training.phases import uses_pairs
+    from infinitygan.parallel.env import DistContext
+
+    base = load_config(write_cfg(tmp_path / "a.yaml", diversity_weight=0.0))
+    col = load_config(write_cfg(tmp_path / "b.yaml", diversity_weight=0.0, colour_consistency_weight=10.0))
+    assert not uses_pairs(base) and uses_pairs(col)
+    assert BatchPlan.make(col, None, 0, DistContext(), pairs=uses_pairs(col)).pair_half == 2
+    logs = {}
+    for name, cfg in (("base", base), ("col", col)):
+        out = tmp_path / name
+        train(cfg, "procedural", out, iterations=1, seed=0, samples=False, **FAST)
+        logs[name] = load_file(str(sorted((out / "checkpoints").glob("ckpt-*.safetensors"))[-1]))
+    g = [k for k in logs["base"] if k.startswith("g.")]
+    d = [k for k in logs["base"] if k.startswith("d.")]
+    assert g and d
+    # D's step (phase d, before G's) sees the same inputs: the pairs only change G's batch
+    assert all(torch.equal(logs["base"][k], logs["col"][k]) for k in d)
+    assert any(not torch.equal(logs["base"][k], logs["col"][k]) for k in g)
+
+
 def test_missing_tensorboard_warns_once_and_trains(tmp_path, micro, monkeypatch):
     import builtins
 

@@ -93,11 +93,11 @@ class BatchPlan:
 
     @classmethod
     def make(cls, cfg: ModelConfig, geometry: Geometry | PaddedGeometry, seed: int, ctx: dist_.DistContext,
-             diversity: bool) -> "BatchPlan":
+             pairs: bool) -> "BatchPlan":
         W = ctx.world_size
         b = cfg.training.batch_size // W
         b_pl = max(1, b // max(cfg.training.pl_batch_shrink, 1))
-        return cls(cfg, geometry, seed, b * W, W, dist_.rank_slice(ctx), W * (b // 2) if diversity else 0,
+        return cls(cfg, geometry, seed, b * W, W, dist_.rank_slice(ctx), W * (b // 2) if pairs else 0,
                    b_pl * W, ctx.device)
 
     def d_inputs(self, t: int) -> FakeInputs:

@@ -8,6 +8,7 @@ Shapes: B = batch, P = patch size, S = zl window, n = zS window, D = style dimen
 * ``path_length_penalty``   StyleGAN2 path-length regularization w.r.t. the W+ styles of GT.
 * ``aux_vertical_loss``     auxiliary regression of the vertical coordinate (output 0 only).
 * ``diversity_loss``        mode-seeking diversity loss between two zl and their zS (Eq. 2).
+* ``colour_consistency_loss`` (not in the paper) squared difference of two patches' mean colours.
 
 The weights (``r1_gamma / 2 * r1_every``, ``pl_weight * pl_every``, ...) are applied by the
 training loop, not here. Every loss is computed in the precision of its inputs, at least float32
@@ -31,6 +32,7 @@ __all__ = [
     "style_path_lengths",
     "aux_vertical_loss",
     "diversity_loss",
+    "colour_consistency_loss",
 ]
 
 
@@ -137,3 +139,16 @@ def diversity_loss(zl1: torch.Tensor, zl2: torch.Tensor, zs1: torch.Tensor, zs2:
     dz = (up(zl1) - up(zl2)).abs().flatten(1).sum(1)
     ds = (up(zs1) - up(zs2)).abs().flatten(1).sum(1)
     return (dz / (ds + eps)).mean()
+
+
+def colour_consistency_loss(rgb1: torch.Tensor, rgb2: torch.Tensor) -> torch.Tensor:
+    """Squared difference of mean colours, mean over the K pairs and the channels (not in the paper).
+
+    rgb1, rgb2: (K, 3, P, P) generated patches of pairs that share zg, style mixing and
+    coordinates and differ in zl (the diversity pairs). L = mean_k,c (mean_xy rgb1 - mean_xy rgb2)^2.
+    It asks the global appearance (day or night, the palette) to come from zg, leaving the local
+    latents the layout: squared, so the rare pairs whose colours differ by a whole palette (a night
+    sky in one, day in the other) weigh most and small local shifts (a lake, a ridge) almost nothing.
+    """
+    d = up(rgb1).mean((2, 3)) - up(rgb2).mean((2, 3))
+    return (d * d).mean()

@@ -4,8 +4,10 @@
 |-------|--------|-----------|-----------------|------------------------------------------------------------|
 | d     | D      | D's Adam  | 1               | logistic(real, fake) + aux_weight * L1(vertical position)   |
 | r1    | D      | D's Adam  | ``r1_every``    | r1_gamma / 2 * r1_every * R1 on the real batch              |
-| g     | G      | G's Adam  | 1               | non-saturating + aux on fake + diversity_weight * Eq. 2     |
+| g     | G      | G's Adam  | 1               | non-saturating + aux on fake + diversity_weight * Eq. 2 (*) |
 | pl    | G      | G's Adam  | ``pl_every``    | pl_weight * pl_every * path length w.r.t. GT's W+ styles     |
+
+(*) + colour_consistency_weight * the pairs' mean-colour difference (not in the paper; 0 = off).
 
 The auxiliary label of a real patch is its crop's row offset, of a fake patch its sampled window
 start; fake patches get the auxiliary loss only with scenery coordinates (object coordinates and
@@ -73,6 +75,12 @@ class LossTerms:
 def uses_diversity(cfg: ModelConfig) -> bool:
     """The diversity loss needs GS (absent from the baselines) and a non-zero weight."""
     return cfg.generator.gs_layers > 0 and cfg.training.diversity_weight != 0
+
+
+def uses_pairs(cfg: ModelConfig) -> bool:
+    """Whether G's batch holds pairs (same zg, style mixing and coordinates, other zl): for the
+    diversity loss or the colour-consistency loss."""
+    return uses_diversity(cfg) or cfg.training.colour_consistency_weight != 0
 
 
 class Stats:
@@ -212,6 +220,10 @@ class TrainingLoss:
             div = (self.terms.diversity or L.diversity_loss)(fake_in.zl[:k], fake_in.zl[k:2 * k], zs[:k], zs[k:2 * k])
             loss = loss + tc.diversity_weight * div
             st["loss/diversity"] = div
+        if tc.colour_consistency_weight != 0 and k > 0:
+            col = L.colour_consistency_loss(rgb[:k], rgb[k:2 * k])
+            loss = loss + tc.colour_consistency_weight * col
+            st["loss/colour_consistency"] = col
         loss = loss + 0.0 * (rgb.float().sum() + zs.float().sum())
         st["loss/g_total"] = loss
         return loss, st, None
