@@ -9,6 +9,14 @@ the mean colour of the top 16 rows ("sky") and of the bottom 16 ("ground"); prin
 JSON line each: the sky luminance's mean and standard deviation, the share of night skies
 (luminance < 0.25) and of warm skies (red > blue, sunsets), the ground colour's mean and
 spread, and the per-channel standard deviation of all pixels.
+
+Where a model's sky colour comes from (--canvases K, default 16; 0 skips it): K strips of
+16 x 197 by 197 pixels (the views' height, horizon-centred), one canvas (one zg) each, cut into
+16 blocks of 197 x 197; the sky luminance (top quarter) of every block. Printed: its standard
+deviation within a canvas (over the blocks, mean over canvases: what the local latents zl
+change) and between canvases (of the canvases' means: what zg changes), and the share of
+canvases holding both a night block (< 0.25) and a day block (> 0.45). In the data the palette
+is one per image (the procedural renderer draws it per scene).
 """
 from __future__ import annotations
 
@@ -34,12 +42,27 @@ def stats(x: torch.Tensor) -> dict:
             "ground_rgb_mean": r(bottom.mean(0)), "ground_rgb_sd": r(bottom.std(0)), "pixel_sd": r(a.std((0, 2, 3)))}
 
 
+def sky_along_canvases(model, canvases: int, seed: int, blocks: int = 16) -> dict:
+    """The within- and between-canvas sky figures of the module docstring."""
+    full = model.config.training.full_size
+    sky = []
+    for k in range(canvases):
+        img = model.generate(seed * 100003 + k, blocks * full, full)          # (full, blocks*full, 3) in [-1, 1]
+        lum = (np.asarray(img, dtype=np.float64)[: full // 4] + 1) / 2
+        sky.append(lum.mean((0, 2)).reshape(blocks, full).mean(1))
+    sky = np.array(sky)                                                       # (canvases, blocks)
+    r = lambda v: round(float(v), 3)  # noqa: E731
+    return {"within_canvas_sky_sd": r(sky.std(1).mean()), "between_canvas_sky_sd": r(sky.mean(1).std()),
+            "night_and_day_share": r(np.mean([(b < 0.25).any() and (b > 0.45).any() for b in sky]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=[None], help="model files / checkpoints (default: the bundled model)")
     ap.add_argument("--weights", choices=("g_ema", "g"), default="g_ema", help="g: a checkpoint's raw G")
     ap.add_argument("--num", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--canvases", type=int, default=16, help="canvases for the within/between-canvas sky figures")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
 
@@ -58,6 +81,9 @@ def main() -> None:
         views = P.placements(model.config, args.num, 1, args.seed)
         fakes = torch.cat([b["paper"] for b in P.fake_batches(model, views, "cpu")])
         print(json.dumps({"set": str(path or "bundled"), "weights": args.weights, **stats(fakes)}))
+        if args.canvases > 0:
+            print(json.dumps({"set": str(path or "bundled"), "weights": args.weights,
+                              **sky_along_canvases(model, args.canvases, args.seed)}))
 
 
 if __name__ == "__main__":
