@@ -178,6 +178,34 @@ def test_colour_consistency_weight_pairs_the_batch_and_changes_only_g(tmp_path):
     assert any(not torch.equal(logs["base"][k], logs["col"][k]) for k in g)
 
 
+@pytest.mark.parametrize("batch,pairs,group", [(16, 8, 4), (8, 4, 4), (12, 6, 4), (16, 8, 2), (4, 2, 4)])
+def test_pair_separating_order_keeps_pairs_out_of_one_stddev_group(batch, pairs, group):
+    """G's colour pairs reach D in an order where no minibatch-stddev group holds both members
+    (the groups of discriminator.minibatch_stddev, checked on its own output)."""
+    from infinitygan.discriminator import minibatch_stddev
+    from infinitygan.training.phases import mbstd_groups, pair_separating_order
+
+    # the groups as minibatch_stddev forms them: a one-hot sample per position, its stddev channel
+    # is non-zero exactly at the positions that share its group
+    groups = mbstd_groups(batch, group)
+    for p in range(batch):
+        x = torch.zeros(batch, 1, 1, 1)
+        x[p] = 1.0
+        y = minibatch_stddev(x, group)[:, 1, 0, 0]
+        assert {q for q in range(batch) if y[q] > 1e-3} == {q for q in range(batch) if groups[q] == groups[p]}
+    order = pair_separating_order(batch, pairs, group).tolist()
+    assert sorted(order) == list(range(batch))
+    where = {s: i for i, s in enumerate(order)}
+    together = [j for j in range(pairs) if groups[where[j]] == groups[where[j + pairs]]]
+    if len(set(groups)) == 1:
+        assert order == list(range(batch)) and together == list(range(pairs))  # nothing to separate
+    else:
+        assert together == []
+        # the plain order has the pairs together whenever pairs is a multiple of batch / group
+        if pairs % len(set(groups)) == 0:
+            assert all(groups[j] == groups[j + pairs] for j in range(pairs))
+
+
 def test_missing_tensorboard_warns_once_and_trains(tmp_path, micro, monkeypatch):
     import builtins
 

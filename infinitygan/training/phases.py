@@ -83,6 +83,29 @@ def uses_pairs(cfg: ModelConfig) -> bool:
     return uses_diversity(cfg) or cfg.training.colour_consistency_weight != 0
 
 
+def mbstd_groups(batch: int, group: int) -> list[int]:
+    """The minibatch-stddev group of every position of a batch (``discriminator.minibatch_stddev``:
+    the group size is reduced until it divides the batch; position p is in group p mod (batch / g))."""
+    g = min(group, batch)
+    while batch % g:
+        g -= 1
+    return [p % (batch // g) for p in range(batch)]
+
+
+def pair_separating_order(batch: int, pairs: int, group: int) -> torch.Tensor:
+    """An order of a paired batch (sample j with j + pairs) in which no minibatch-stddev group holds
+    both members of a pair: the second members rotated by the smallest shift that does it (the
+    identity when none does, e.g. a single group). -> long (batch,): batch[order] is fed to D."""
+    groups = mbstd_groups(batch, group)
+    for shift in range(pairs):
+        second = [pairs + (j + shift) % pairs for j in range(pairs)]
+        order = list(range(pairs)) + second + list(range(2 * pairs, batch))
+        where = {sample: pos for pos, sample in enumerate(order)}
+        if all(groups[where[j]] != groups[where[j + pairs]] for j in range(pairs)):
+            return torch.tensor(order)
+    return torch.arange(batch)
+
+
 class Stats:
     """Running means of scalar statistics between two log points (reduced over processes).
 
@@ -205,17 +228,25 @@ class TrainingLoss:
     def _g(self, t, real, real_label):
         n, tc = self.nets, self.cfg.training
         fake_in = self.plan.g_inputs(t)
+        k = fake_in.pairs
+        label = fake_in.label
         with self._autocast():
             rgb, zs, _ = self._generate(n.g_step, fake_in)
-            logit, aux = n.D(rgb)  # the raw D: its gradients are not needed here
+            if k > 0 and not self.use_diversity:
+                # pairs made only for the colour loss: D sees them outside each other's
+                # minibatch-stddev group, as it sees the unpaired fakes of its own phase
+                order = pair_separating_order(rgb.shape[0], k, self.cfg.discriminator.mbstd_group)
+                logit, aux = n.D(rgb[order])
+                label = label[order]
+            else:
+                logit, aux = n.D(rgb)  # the raw D: its gradients are not needed here
         adv = L.g_nonsaturating_loss(logit)
         loss = adv
         st = {"loss/g_adv": adv}
         if self.fake_aux:
-            aux_l = L.aux_vertical_loss(aux, fake_in.label)
+            aux_l = L.aux_vertical_loss(aux, label)
             loss = loss + tc.aux_weight * aux_l
             st["loss/g_aux"] = aux_l
-        k = fake_in.pairs
         if self.use_diversity and k > 0:
             div = (self.terms.diversity or L.diversity_loss)(fake_in.zl[:k], fake_in.zl[k:2 * k], zs[:k], zs[k:2 * k])
             loss = loss + tc.diversity_weight * div
