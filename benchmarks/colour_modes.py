@@ -16,7 +16,11 @@ Where a model's sky colour comes from (--canvases K, default 16; 0 skips it): K 
 deviation within a canvas (over the blocks, mean over canvases: what the local latents zl
 change) and between canvases (of the canvases' means: what zg changes), and the share of
 canvases holding both a night block (< 0.25) and a day block (> 0.45). In the data the palette
-is one per image (the procedural renderer draws it per scene).
+is one per image (the procedural renderer draws it per scene). And where the within-canvas
+changes come from: the correlation of the sky luminance (16-pixel column blocks) over one
+period of the horizontal coordinate with that over the next period (the strips are made two
+periods wide; zl differs between the periods, the coordinates repeat): near 1, the colour
+follows the periodic horizontal coordinate; near 0, the local latents.
 """
 from __future__ import annotations
 
@@ -44,16 +48,25 @@ def stats(x: torch.Tensor) -> dict:
 
 def sky_along_canvases(model, canvases: int, seed: int, blocks: int = 16) -> dict:
     """The within- and between-canvas sky figures of the module docstring."""
+    g = model.config.generator
     full = model.config.training.full_size
-    sky = []
+    period = g.coords.period * 2 ** g.n_up if g.coords.system in ("scenery", "texture") else 0
+    width = max(blocks * full, 2 * period)
+    sky, corr = [], []
     for k in range(canvases):
-        img = model.generate(seed * 100003 + k, blocks * full, full)          # (full, blocks*full, 3) in [-1, 1]
-        lum = (np.asarray(img, dtype=np.float64)[: full // 4] + 1) / 2
-        sky.append(lum.mean((0, 2)).reshape(blocks, full).mean(1))
+        x0 = model.region(blocks * full, full).x                              # the blocks centred on x = 0
+        img = model.generate(seed * 100003 + k, width, full, x=x0)            # (full, width, 3) in [-1, 1]
+        lum = ((np.asarray(img, dtype=np.float64)[: full // 4] + 1) / 2).mean((0, 2))   # (width,)
+        sky.append(lum[: blocks * full].reshape(blocks, full).mean(1))
+        if period:
+            cols = lum[: 2 * period].reshape(-1, 16).mean(1)
+            half = len(cols) // 2
+            corr.append(np.corrcoef(cols[:half], cols[half:])[0, 1])
     sky = np.array(sky)                                                       # (canvases, blocks)
     r = lambda v: round(float(v), 3)  # noqa: E731
     return {"within_canvas_sky_sd": r(sky.std(1).mean()), "between_canvas_sky_sd": r(sky.mean(1).std()),
-            "night_and_day_share": r(np.mean([(b < 0.25).any() and (b > 0.45).any() for b in sky]))}
+            "night_and_day_share": r(np.mean([(b < 0.25).any() and (b > 0.45).any() for b in sky])),
+            "period_correlation": r(np.nanmean(corr)) if corr else None}
 
 
 def main() -> None:

@@ -178,6 +178,29 @@ def test_colour_consistency_weight_pairs_the_batch_and_changes_only_g(tmp_path):
     assert any(not torch.equal(logs["base"][k], logs["col"][k]) for k in g)
 
 
+def test_colour_pairs_are_two_places_of_one_canvas(tmp_path):
+    """Colour-only pairs share zg, style mixing, the vertical coordinate and its label, and differ
+    in zl and horizontal phase; diversity pairs (paper Eq. 2) share every coordinate."""
+    from infinitygan.parallel.env import DistContext
+    from infinitygan.training.inputs import BatchPlan
+    from infinitygan.training.nets import build_nets
+    from infinitygan.training.phases import colour_pairs_only, uses_pairs
+
+    for name, extra, own in (("col", {"diversity_weight": 0.0, "colour_consistency_weight": 1.0}, True),
+                             ("div", {"diversity_weight": 1.0}, False)):
+        cfg = load_config(write_cfg(tmp_path / f"{name}.yaml", **extra))
+        assert colour_pairs_only(cfg) is own
+        nets = build_nets(cfg, DistContext(), 0)
+        x = BatchPlan.make(cfg, nets.G.geometry, 0, DistContext(), pairs=uses_pairs(cfg),
+                           own_phase=colour_pairs_only(cfg)).g_inputs(5)
+        k = x.pairs
+        assert k == 2
+        for t in (x.zg, x.label, x.mix_index, x.coords[:, :1]):
+            assert torch.equal(t[:k], t[k:2 * k])
+        assert not torch.equal(x.zl[:k], x.zl[k:2 * k])
+        assert torch.equal(x.coords[:k, 1:], x.coords[k:2 * k, 1:]) is (not own)
+
+
 @pytest.mark.parametrize("batch,pairs,group", [(16, 8, 4), (8, 4, 4), (12, 6, 4), (16, 8, 2), (4, 2, 4)])
 def test_pair_separating_order_keeps_pairs_out_of_one_stddev_group(batch, pairs, group):
     """G's colour pairs reach D in an order where no minibatch-stddev group holds both members

@@ -46,11 +46,13 @@ class FakeInputs:
 
 
 def sample_fake_inputs(cfg: ModelConfig, geometry: Geometry | PaddedGeometry, batch: int, gen: torch.Generator,
-                       pair_half: int = 0) -> FakeInputs:
+                       pair_half: int = 0, pair_own_phase: bool = False) -> FakeInputs:
     """Random inputs of ``batch`` (global) generated patches, drawn in a fixed order from ``gen``.
 
     pair_half > 0: samples [pair_half, 2 pair_half) copy zg, coordinates, label and style mixing
     of samples [0, pair_half) (diversity pairs; zl and noises stay independent).
+    pair_own_phase (scenery coordinates): the second members keep their own horizontal phase
+    (coordinate channels 1-2), copying only the vertical one: two places of one canvas.
     """
     g = cfg.generator
     n = g.ts_input
@@ -65,8 +67,13 @@ def sample_fake_inputs(cfg: ModelConfig, geometry: Geometry | PaddedGeometry, ba
     mix_index = torch.where(do_mix, cross, torch.full_like(cross, g.n_styles))
     if pair_half > 0:
         h = pair_half
-        for t in (zg, coords, label, zg_mix, mix_index):
+        own_phase = pair_own_phase and g.coords.system == "scenery"
+        for t in (zg, label, zg_mix, mix_index):
             t[h:2 * h] = t[:h]
+        if own_phase:
+            coords[h:2 * h, :1] = coords[:h, :1]
+        else:
+            coords[h:2 * h] = coords[:h]
     if cfg.training.style_mixing <= 0:
         zg_mix = None
     return FakeInputs(zg, zl, coords, label, noises, zg_mix, mix_index)
@@ -78,7 +85,8 @@ class BatchPlan:
 
     B = global batch, b = B / W per process; this process takes samples ``sl`` (r, r + W, ...);
     diversity pairs: global i <-> i + pair_half (pair_half = W * (b // 2), 0 = no pairs);
-    path length: pl_batch = W * max(1, b // pl_batch_shrink) samples.
+    path length: pl_batch = W * max(1, b // pl_batch_shrink) samples; pair_own_phase: the pairs
+    differ in horizontal phase too (``sample_fake_inputs``).
     """
 
     cfg: ModelConfig
@@ -90,15 +98,16 @@ class BatchPlan:
     pair_half: int
     pl_batch: int
     device: torch.device
+    pair_own_phase: bool = False
 
     @classmethod
     def make(cls, cfg: ModelConfig, geometry: Geometry | PaddedGeometry, seed: int, ctx: dist_.DistContext,
-             pairs: bool) -> "BatchPlan":
+             pairs: bool, own_phase: bool = False) -> "BatchPlan":
         W = ctx.world_size
         b = cfg.training.batch_size // W
         b_pl = max(1, b // max(cfg.training.pl_batch_shrink, 1))
         return cls(cfg, geometry, seed, b * W, W, dist_.rank_slice(ctx), W * (b // 2) if pairs else 0,
-                   b_pl * W, ctx.device)
+                   b_pl * W, ctx.device, own_phase)
 
     def d_inputs(self, t: int) -> FakeInputs:
         gen = seeded_generator(self.seed, t, PHASE_D, 0x1AF1)
@@ -106,7 +115,7 @@ class BatchPlan:
 
     def g_inputs(self, t: int) -> FakeInputs:
         gen = seeded_generator(self.seed, t, PHASE_G, 0x1AF1)
-        x = sample_fake_inputs(self.cfg, self.geometry, self.batch, gen, self.pair_half)
+        x = sample_fake_inputs(self.cfg, self.geometry, self.batch, gen, self.pair_half, self.pair_own_phase)
         return x.take(self.sl, self.device, pairs=self.pair_half // self.world)
 
     def pl_inputs(self, t: int) -> tuple[FakeInputs, torch.Tensor]:

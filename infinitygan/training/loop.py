@@ -38,7 +38,7 @@ from .inputs import BatchPlan
 from .monitor import POSTFIX, RunLog, render_sample_grid
 from .nets import build_nets, ema_update
 from .options import RunOptions, cpu_threads, default_workers, keep_freed_memory
-from .phases import Stats, TrainingLoss, uses_pairs
+from .phases import Stats, TrainingLoss, colour_pairs_only, uses_pairs
 
 
 class StopSignals:
@@ -163,7 +163,8 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
     batches = endless_batches(patches, tc.batch_size, opts.workers, ctx.rank, ctx.world_size, seed=seed,
                               start_iteration=prog.iteration)
     stats = Stats()
-    plan = BatchPlan.make(cfg, nets.G.geometry, seed, ctx, pairs=uses_pairs(cfg))
+    plan = BatchPlan.make(cfg, nets.G.geometry, seed, ctx, pairs=uses_pairs(cfg),
+                          own_phase=colour_pairs_only(cfg))
     loss = TrainingLoss(cfg, nets, plan, ctx, opts.autocast, prog, stats)
     log = RunLog(run / runs.LOGS if ctx.is_main else None)
     bar = None

@@ -78,9 +78,16 @@ def uses_diversity(cfg: ModelConfig) -> bool:
 
 
 def uses_pairs(cfg: ModelConfig) -> bool:
-    """Whether G's batch holds pairs (same zg, style mixing and coordinates, other zl): for the
-    diversity loss or the colour-consistency loss."""
+    """Whether G's batch holds pairs (same zg and style mixing, other zl): for the diversity loss
+    (same coordinates too, paper Eq. 2) or the colour-consistency loss."""
     return uses_diversity(cfg) or cfg.training.colour_consistency_weight != 0
+
+
+def colour_pairs_only(cfg: ModelConfig) -> bool:
+    """Pairs made only for the colour-consistency loss: they differ in horizontal phase too (two
+    places of one canvas; the colour along a canvas follows the periodic horizontal coordinate,
+    docs/training.md) and reach D outside each other's minibatch-stddev group."""
+    return uses_pairs(cfg) and not uses_diversity(cfg)
 
 
 def mbstd_groups(batch: int, group: int) -> list[int]:
@@ -155,6 +162,7 @@ class TrainingLoss:
         g = cfg.generator
         self.fake_aux = g.gs_layers > 0 and g.coords.system == "scenery"
         self.use_diversity = uses_diversity(cfg)
+        self.colour_only = colour_pairs_only(cfg)
         self.aux_tol = 1.0 / max(g.coords.train_vertical_positions - 1, 1)  # half the fake labels' spacing
         self.phases = phase_table(cfg)
         self.terms = LossTerms()
@@ -232,7 +240,7 @@ class TrainingLoss:
         label = fake_in.label
         with self._autocast():
             rgb, zs, _ = self._generate(n.g_step, fake_in)
-            if k > 0 and not self.use_diversity:
+            if k > 0 and self.colour_only:
                 # pairs made only for the colour loss: D sees them outside each other's
                 # minibatch-stddev group, as it sees the unpaired fakes of its own phase
                 order = pair_separating_order(rgb.shape[0], k, self.cfg.discriminator.mbstd_group)
