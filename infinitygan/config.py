@@ -162,7 +162,8 @@ class TrainingConfig:
     aux_weight: float = 1.0
     diversity_weight: float = 1.0
     # not in the paper (0 = off): weight of the squared difference between the mean colours of two
-    # patches that share zg and coordinates and differ in zl (docs/training.md, "Colour from zg")
+    # patches of one zg and vertical window at other zl and horizontal phases (docs/training.md,
+    # "Colour from the horizontal coordinate")
     colour_consistency_weight: float = 0.0
     iterations: int = 800_000
     full_size: int = 197

@@ -144,8 +144,9 @@ def diversity_loss(zl1: torch.Tensor, zl2: torch.Tensor, zs1: torch.Tensor, zs2:
 def colour_consistency_loss(rgb1: torch.Tensor, rgb2: torch.Tensor) -> torch.Tensor:
     """Squared difference of mean colours, mean over the K pairs and the channels (not in the paper).
 
-    rgb1, rgb2: (K, 3, P, P) generated patches of pairs that share zg, style mixing and
-    coordinates and differ in zl (the diversity pairs). L = mean_k,c (mean_xy rgb1 - mean_xy rgb2)^2.
+    rgb1, rgb2: (K, 3, P, P) generated patches of pairs that share zg, style mixing and the
+    vertical window and differ in zl and horizontal phase (two places of one canvas, the loop's
+    colour pairs). L = mean_k,c (mean_xy rgb1 - mean_xy rgb2)^2.
     It asks the global appearance (day or night, the palette) to come from zg, leaving the local
     latents the layout: squared, so the rare pairs whose colours differ by a whole palette (a night
     sky in one, day in the other) weigh most and small local shifts (a lake, a ridge) almost nothing.
