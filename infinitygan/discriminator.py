@@ -90,12 +90,19 @@ class ResBlock(nn.Module):
         return self.conv2(self.conv1(x), g) + self.skip(x, g)
 
 
+def mbstd_group_size(batch: int, group: int) -> int:
+    """The group size minibatch_stddev uses: ``group``, reduced until it divides the batch.
+    Position p of the batch is in group p mod (batch / size)."""
+    g = min(group, batch)
+    while batch % g:
+        g -= 1
+    return g
+
+
 def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
     """Append one channel: the std over groups of ``group`` samples, averaged (B, C + 1, H, W)."""
     B, C, H, W = x.shape
-    g = min(group, B)
-    while B % g:
-        g -= 1
+    g = mbstd_group_size(B, group)
     y = x.view(g, B // g, 1, C, H, W)
     y = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8)
     y = y.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)  # (B // g, 1, 1, 1)

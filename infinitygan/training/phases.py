@@ -37,6 +37,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import ModelConfig
+from ..discriminator import mbstd_group_size
 from ..parallel import env as dist_
 from . import losses as L
 from .inputs import BatchPlan, FakeInputs
@@ -91,12 +92,9 @@ def colour_pairs_only(cfg: ModelConfig) -> bool:
 
 
 def mbstd_groups(batch: int, group: int) -> list[int]:
-    """The minibatch-stddev group of every position of a batch (``discriminator.minibatch_stddev``:
-    the group size is reduced until it divides the batch; position p is in group p mod (batch / g))."""
-    g = min(group, batch)
-    while batch % g:
-        g -= 1
-    return [p % (batch // g) for p in range(batch)]
+    """The minibatch-stddev group of every position of a batch (``discriminator.minibatch_stddev``)."""
+    n_groups = batch // mbstd_group_size(batch, group)
+    return [p % n_groups for p in range(batch)]
 
 
 def pair_separating_order(batch: int, pairs: int, group: int) -> torch.Tensor:
