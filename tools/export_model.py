@@ -25,12 +25,12 @@ def main() -> None:
     args = ap.parse_args()
     try:
         path, state, cfg, meta = load_model_or_run(args.checkpoint)
-    except UserError as e:
+        if not is_training_checkpoint(meta):
+            raise UserError(f"{path} is a model file already, not a training checkpoint")
+        extra = {k: meta[k] for k in ("iteration", "images_seen") if k in meta}
+        out = save_model_file(args.out, generator_state(state, meta), dataclasses.replace(cfg, name=args.name), extra)
+    except UserError as e:  # a missing or corrupt checkpoint, an unwritable or misnamed output
         raise SystemExit(f"export_model.py: {e}") from None
-    if not is_training_checkpoint(meta):
-        raise SystemExit(f"export_model.py: {path} is a model file already, not a training checkpoint")
-    extra = {k: meta[k] for k in ("iteration", "images_seen") if k in meta}
-    out = save_model_file(args.out, generator_state(state, meta), dataclasses.replace(cfg, name=args.name), extra)
     print(f"{out}: G_ema of {path} (iteration {meta.get('iteration')}), config {args.name}")
 
 
