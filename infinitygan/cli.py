@@ -126,7 +126,8 @@ def _register_optional():
 
     for module in (info, bench_cli, official_cli, presets):
         module.register(cli)
-    for name in ("data.cli", "training.cli", "metrics.cli", "inversion.cli", "video.cli", "serve.cli", "export.cli"):
+    for name in ("data.cli", "training.cli", "metrics.cli", "inversion.cli", "video.cli", "serve.cli", "export.cli",
+                 "campaign.cli"):
         try:
             mod = importlib.import_module(f".{name}", __package__)
         except ImportError as e:

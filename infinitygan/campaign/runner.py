@@ -1,0 +1,208 @@
+"""What a session does with a campaign: restore its run, train for a budget, save, evaluate.
+
+A session that starts on a fresh checkout (no runs/NAME) calls ``train``: the run is restored
+from the committed state and continued with ``train --resume``, stopped by SIGTERM when the
+budget is spent (the training loop finishes its iteration and checkpoints). Before it stops, the
+session calls ``save`` (the newest checkpoint -> campaigns/NAME/state.safetensors, one progress
+row) and commits campaigns/NAME. Training wall time is counted in runs/NAME/campaign.json until a
+``save`` adds it to the state's ``train_seconds``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from ..io import runs
+from ..io.checkpoint import read_metadata
+from . import progress
+from .spec import Campaign
+from .state import read_state, restore_checkpoint, save_state
+
+CLOCK = "campaign.json"
+
+
+def run_for(cmd: list[str], seconds: float | None, env: dict | None = None, cwd: str | Path | None = None
+            ) -> tuple[int, float]:
+    """Run ``cmd``; after ``seconds`` (None: no limit) send it SIGTERM and wait for it to finish
+    (a training run checkpoints and exits). Returns (exit code, wall seconds)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    try:
+        try:
+            rc = proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait()
+    except BaseException:  # Ctrl-C here: the child got it too; let it checkpoint
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        raise
+    return rc, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------- clock
+def _clock(c: Campaign) -> dict:
+    path = c.run / CLOCK
+    try:
+        d = json.loads(path.read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _set_clock(c: Campaign, pending: float) -> None:
+    from ..io.images import atomic_path
+
+    c.run.mkdir(parents=True, exist_ok=True)
+    with atomic_path(c.run / CLOCK) as tmp:
+        tmp.write_text(json.dumps({"pending_seconds": round(pending, 1)}) + "\n")
+
+
+def pending_seconds(c: Campaign) -> float:
+    """Training wall seconds of runs/NAME not yet in the state."""
+    v = _clock(c).get("pending_seconds", 0.0)
+    return float(v) if isinstance(v, (int, float)) else 0.0
+
+
+# ------------------------------------------------------------------------ status
+def state_meta(c: Campaign) -> dict[str, str] | None:
+    return read_metadata(c.state_path) if c.state_path.is_file() else None
+
+
+def run_iteration(c: Campaign) -> int | None:
+    """The iteration of runs/NAME's newest checkpoint (None: no checkpoint)."""
+    ckpts = runs.list_checkpoints(c.run)
+    if not ckpts:
+        return None
+    return int(runs.load_newest_checkpoint(c.run)[3]["iteration"])
+
+
+def status(c: Campaign) -> dict:
+    meta = state_meta(c)
+    rows = progress.read(c.progress_path)
+    return {"campaign": c.name, "goal": c.goal,
+            "state_iteration": int(meta["iteration"]) if meta else None,
+            "state_images": int(meta.get("images_seen", 0)) if meta else None,
+            "train_hours": round(float(meta.get("train_seconds", 0)) / 3600, 3) if meta else 0.0,
+            "run": str(c.run), "run_iteration": run_iteration(c),
+            "pending_hours": round(pending_seconds(c) / 3600, 3),
+            "last_eval": rows_last(rows, "eval")}
+
+
+def rows_last(rows: list[progress.Row], event: str) -> dict | None:
+    for r in reversed(rows):
+        if r.event == event:
+            return {"iteration": r.iteration, **r.metrics}
+    return None
+
+
+# ----------------------------------------------------------------------- restore
+def restore(c: Campaign) -> Path | None:
+    """Bring runs/NAME up to the committed state: write the state as a checkpoint when the run
+    has none or an older one. Returns the checkpoint written (None: nothing to do)."""
+    meta = state_meta(c)
+    if meta is None:
+        return None
+    have = run_iteration(c)
+    if have is not None and have >= int(meta["iteration"]):
+        return None
+    path = restore_checkpoint(c.state_path, c.run)
+    _set_clock(c, 0.0)
+    return path
+
+
+# ------------------------------------------------------------------------- train
+def train(c: Campaign, seconds: float | None = None, iterations: int | None = None, quiet_env: bool = False
+          ) -> dict:
+    """Continue the campaign (restoring runs/NAME first when needed, else starting it) for at most
+    ``seconds`` of wall time, up to ``iterations`` in all (None: the run's own total)."""
+    if seconds is not None and seconds <= 0:
+        raise UserError(f"the training budget must be positive, got {seconds:g} s")
+    restored = restore(c)
+    have = run_iteration(c)
+    if have is None:
+        cmd = c.start_command() + (["--iterations", str(iterations)] if iterations is not None else [])
+    else:
+        if iterations is not None and iterations <= have:
+            raise UserError(f"campaign {c.name} is at iteration {have}: --iterations must be larger")
+        cmd = c.resume_command(iterations)
+    env = dict(os.environ, OMP_NUM_THREADS=str(c.threads), PYTHONUNBUFFERED="1")
+    rc, wall = run_for([sys.executable, "-m", "infinitygan", *cmd], seconds, env=env, cwd=c.root)
+    _set_clock(c, pending_seconds(c) + wall)
+    stopped_by_budget = rc == 128 + signal.SIGTERM
+    if rc not in (0, 128 + signal.SIGTERM):
+        raise UserError(f"campaign {c.name}: training exited with code {rc} (command: infinitygan {' '.join(cmd)})")
+    return {"campaign": c.name, "restored": str(restored) if restored else None, "command": " ".join(cmd),
+            "exit_code": rc, "stopped_by_budget": stopped_by_budget, "wall_s": round(wall, 1),
+            "iteration": run_iteration(c)}
+
+
+# -------------------------------------------------------------------------- save
+def save(c: Campaign, note: str = "", extra_seconds: float = 0.0) -> dict:
+    """runs/NAME's newest checkpoint -> campaigns/NAME/state.safetensors (replaced atomically),
+    and one ``save`` row in the progress log. Refuses to replace a newer state with an older run."""
+    if not runs.list_checkpoints(c.run):
+        raise UserError(f"campaign {c.name}: {c.run} holds no checkpoint to save (run `campaign train {c.name}`)")
+    if extra_seconds < 0:
+        raise UserError(f"--train-seconds must be >= 0, got {extra_seconds:g}")
+    ckpt, _, _, meta = runs.load_newest_checkpoint(c.run)
+    old = state_meta(c)
+    if old is not None and int(old["iteration"]) > int(meta["iteration"]):
+        raise UserError(f"campaign {c.name}: the committed state is at iteration {old['iteration']}, newer than "
+                        f"{c.run}'s newest checkpoint ({meta['iteration']}); restore it first")
+    before = float(old.get("train_seconds", 0)) if old else 0.0
+    total = before + pending_seconds(c) + float(extra_seconds)
+    c.folder.mkdir(parents=True, exist_ok=True)
+    saved = save_state(c.state_path, ckpt, c.moments, total)
+    _set_clock(c, 0.0)
+    row = progress.Row("save", int(saved["iteration"]), int(saved.get("images_seen", 0)), total / 3600,
+                       note=note or f"state from {ckpt.name}")
+    progress.append(c.progress_path, row)
+    return {"campaign": c.name, "state": str(c.state_path), "iteration": row.iteration, "images": row.images,
+            "train_hours": round(row.train_hours, 3), "bytes": c.state_path.stat().st_size}
+
+
+# -------------------------------------------------------------------------- eval
+def evaluate(c: Campaign, num: int | None = None, scales: tuple[int, ...] | None = None,
+             seeds: tuple[int, ...] | None = None, note: str = "", progress_bar: bool = False) -> dict:
+    """SWD (x1e3, the project's protocol) of runs/NAME's newest checkpoint, the mean over the eval
+    seeds at each scale, appended to the progress log as ``swd_{N}x``."""
+    import torch
+
+    from ..api import load_model
+    from ..metrics.evaluate import default_cache_dir, evaluate as run_eval
+
+    if not runs.list_checkpoints(c.run):
+        restore(c)
+    if not runs.list_checkpoints(c.run):
+        raise UserError(f"campaign {c.name}: nothing to evaluate (no state, no run)")
+    spec = c.eval
+    num, scales, seeds = num or spec.num, tuple(scales or spec.scales), tuple(seeds or spec.seeds)
+    _, _, _, meta = runs.load_newest_checkpoint(c.run)
+    model = load_model(c.run)
+    values: dict[str, list[float]] = {}
+    for seed in seeds:
+        for row in run_eval(model, spec.data, "swd", list(scales), ["paper"], num, seed=seed,
+                            device=torch.device("cpu"), cache_dir=default_cache_dir(), progress=progress_bar,
+                            model_name=c.name):
+            values.setdefault(f"swd_{row['scale']}x", []).append(float(row["value"]))
+    metrics = {k: sum(v) / len(v) for k, v in values.items()}
+    hours = (float((state_meta(c) or {}).get("train_seconds", 0)) + pending_seconds(c)) / 3600
+    seed_note = f"num {num}, eval seeds {','.join(map(str, seeds))}"
+    progress.append(c.progress_path, progress.Row("eval", int(meta["iteration"]), int(meta.get("images_seen", 0)),
+                                                  hours, metrics, note=f"{seed_note}; {note}" if note else seed_note))
+    return {"campaign": c.name, "iteration": int(meta["iteration"]), **{k: round(v, 2) for k, v in metrics.items()}}
+
+
+def check_state(c: Campaign) -> dict:
+    """Read the committed state (UserError when it is missing or not a campaign state)."""
+    if not c.state_path.is_file():
+        raise UserError(f"campaign {c.name} has no committed state ({c.state_path})")
+    _, cfg, meta = read_state(c.state_path)
+    return {"iteration": int(meta["iteration"]), "config": cfg.name, "moments": meta.get("moments")}

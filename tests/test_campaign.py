@@ -1,0 +1,183 @@
+"""Campaigns: a run kept in the repository as a compact state continues on a fresh checkout.
+
+The checks of issue 30 section 1: a committed state restored into a checkout without runs/
+trains on, its iteration count and weights continuing those of the run it was saved from; with
+``moments: fp32`` the result equals the uninterrupted run bit for bit, with ``bf16`` (half the
+optimizer bytes) it stays within float rounding of it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from infinitygan.campaign import progress, spec
+from infinitygan.campaign.state import compact, expand
+from infinitygan.cli import main
+from infinitygan.errors import UserError
+from test_training import MICRO, ckpt_meta, one_thread  # noqa: F401 (fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS_AS = "--quiet --deterministic --device cpu --workers 0"
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infinitygan", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+
+
+def new_campaign(root: Path, name: str, moments: str) -> None:
+    (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
+    r = cli("campaign", "new", name, "--root", root, "--moments", moments, "--options", RUNS_AS,
+            "--start", "train --config micro.yaml --seed 3 --iterations 4 --checkpoint-every 100")
+    assert r.returncode == 0, r.stderr
+
+
+def uninterrupted(root: Path, iterations: int) -> dict[str, torch.Tensor]:
+    out = root / "whole"
+    r = subprocess.run([sys.executable, "-m", "infinitygan", "train", "--config", "micro.yaml", "--seed", "3",
+                        "--iterations", str(iterations), "--checkpoint-every", "100", *RUNS_AS.split(), "--out", out],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr
+    return load_file(str(out / "checkpoints" / f"ckpt-{iterations:08d}.safetensors"))
+
+
+def fresh_checkout_continues(tmp_path: Path, moments: str) -> tuple[dict, dict, Path]:
+    """Start a campaign, save it at 4, delete runs/ (a fresh checkout), continue to 7."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    new_campaign(root, "c", moments)
+    r = cli("campaign", "train", "c", "--root", root)
+    assert r.returncode == 0, r.stderr
+    r = cli("campaign", "save", "c", "--root", root)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads(r.stdout)
+    assert saved["iteration"] == 4 and saved["images"] == 16
+    shutil.rmtree(root / "runs")  # what a new session's checkout looks like
+    r = cli("campaign", "train", "c", "--root", root, "--iterations", "7")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.splitlines()[-1])
+    assert res["restored"] and res["iteration"] == 7
+    final = root / "runs" / "c" / "checkpoints" / "ckpt-00000007.safetensors"
+    assert ckpt_meta(final)["images_seen"] == "28"
+    return load_file(str(final)), uninterrupted(root, 7), root
+
+
+def test_exact_moments_continue_bit_for_bit(tmp_path):
+    """fp32 moments: the continued run equals the uninterrupted one in every tensor (the dropped
+    first moments included: with beta1 = 0 each step overwrites them)."""
+    got, want, root = fresh_checkout_continues(tmp_path, "fp32")
+    assert got.keys() == want.keys()
+    bad = [k for k in want if not torch.equal(got[k], want[k])]
+    assert not bad, bad[:5]
+    rows = progress.read(root / "campaigns" / "c" / "progress.tsv")
+    assert [(r.event, r.iteration, r.images) for r in rows] == [("save", 4, 16)]
+
+
+def test_bf16_moments_continue_within_rounding(tmp_path):
+    got, want, root = fresh_checkout_continues(tmp_path, "bf16")
+    for prefix in ("g.", "d.", "g_ema."):
+        keys = [k for k in want if k.startswith(prefix)]
+        diff = max((got[k] - want[k]).abs().max().item() for k in keys)
+        scale = max(want[k].abs().max().item() for k in keys)
+        assert diff <= 1e-3 * scale, (prefix, diff, scale)
+    # the state is smaller than the checkpoint it came from
+    state = root / "campaigns" / "c" / "state.safetensors"
+    ckpt = root / "whole" / "checkpoints" / "ckpt-00000007.safetensors"
+    assert state.stat().st_size < 0.75 * ckpt.stat().st_size
+
+
+def test_restored_state_is_the_saved_checkpoint(tmp_path):
+    """restore writes G, D, G_ema, step counts and pl_mean exactly; second moments to bf16."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    new_campaign(root, "c", "bf16")
+    assert cli("campaign", "train", "c", "--root", root).returncode == 0
+    src = load_file(str(root / "runs" / "c" / "checkpoints" / "ckpt-00000004.safetensors"))
+    assert cli("campaign", "save", "c", "--root", root).returncode == 0
+    shutil.rmtree(root / "runs")
+    r = cli("campaign", "restore", "c", "--root", root)
+    assert r.returncode == 0, r.stderr
+    back = load_file(str(root / "runs" / "c" / "checkpoints" / "ckpt-00000004.safetensors"))
+    assert back.keys() == src.keys()
+    for k in src:
+        if k.endswith(".exp_avg"):
+            assert not back[k].any()
+        elif k.endswith(".exp_avg_sq"):
+            assert torch.equal(back[k], src[k].to(torch.bfloat16).float())
+        else:
+            assert torch.equal(back[k], src[k]), k
+    assert (root / "runs" / "c" / "config.yaml").is_file()
+    # a second restore finds the run up to date
+    assert json.loads(cli("campaign", "restore", "c", "--root", root).stdout)["restored"] is None
+
+
+def test_compact_drops_first_moments_only():
+    t = {"g.w": torch.randn(3), "g_optim.0.exp_avg": torch.randn(3), "g_optim.0.exp_avg_sq": torch.rand(3),
+         "g_optim.0.step": torch.tensor(5.0), "pl_mean": torch.tensor(0.5)}
+    c = compact(t, "fp32")
+    assert set(c) == set(t) - {"g_optim.0.exp_avg"}
+    e = expand(compact(t, "bf16"))
+    assert set(e) == set(t) and not e["g_optim.0.exp_avg"].any()
+    assert e["g_optim.0.exp_avg_sq"].dtype == torch.float32
+    assert torch.allclose(e["g_optim.0.exp_avg_sq"], t["g_optim.0.exp_avg_sq"], rtol=2 ** -8)
+    assert torch.equal(e["g.w"], t["g.w"]) and torch.equal(e["g_optim.0.step"], t["g_optim.0.step"])
+
+
+def test_adam_first_moment_is_overwritten():
+    """The premise of dropping exp_avg: with beta1 = 0 a step from zero first moments equals one
+    from any first moments, bit for bit."""
+    from infinitygan.training.nets import make_adam
+
+    def step(m0: float) -> torch.Tensor:
+        p = torch.nn.Parameter(torch.linspace(-1, 1, 7, dtype=torch.float32))
+        opt = make_adam([p], lr=0.01, every=1)
+        p.grad = torch.full_like(p, 0.3)
+        opt.step()
+        opt.state[p]["exp_avg"].fill_(m0)
+        p.grad = torch.linspace(2, -3, 7)
+        opt.step()
+        return p.detach().clone()
+
+    assert torch.equal(step(0.0), step(123.0))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["status", "nope"], "no campaign 'nope'"),
+    (["new", "Bad Name", "--start", "train"], "campaign name"),
+    (["new", "x", "--start", "generate --seed 1"], "start must be a `train ...` command"),
+    (["new", "x", "--start", "train --out elsewhere"], "--out is set by the campaign"),
+    (["save", "x"], "no campaign 'x'"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, args, message):
+    rc = main(["campaign", *args, "--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_save_refuses_without_a_run_and_eval_spec_is_checked(tmp_path, capsys):
+    assert main(["campaign", "new", "x", "--start", "train --preset tiny", "--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["campaign", "save", "x", "--root", str(tmp_path)]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+    with pytest.raises(UserError, match="eval.num"):
+        spec.from_dict({"name": "y", "start": "train", "eval": {"num": 1}}, tmp_path)
+    with pytest.raises(UserError, match="unknown field"):
+        spec.from_dict({"name": "y", "start": "train", "iterations": 5}, tmp_path)
+
+
+def test_progress_log_round_trip(tmp_path):
+    p = tmp_path / "progress.tsv"
+    progress.append(p, progress.Row("save", 250, 2000, 0.25, note="first\tsave"))
+    progress.append(p, progress.Row("eval", 250, 2000, 0.25, {"swd_1x": 83.94, "swd_8x": 119.9}))
+    rows = progress.read(p)
+    assert [r.event for r in rows] == ["save", "eval"]
+    assert rows[0].note == "first save" and rows[1].metrics == {"swd_1x": 83.94, "swd_8x": 119.9}
+    assert p.read_text().splitlines()[0].split("\t") == list(progress.COLUMNS)
