@@ -1,7 +1,12 @@
 """Train a bundled-model candidate on a lent GPU for a fixed wall-clock budget (issue 16, section 4).
 
     python benchmarks/gpu_train.py --out $OUT --seconds 420 [--preset tiny] [--batch 32]
-        [--set r1_gamma=0.064 ...] [--fork CKPT] [--workers 12] [--device cuda] [--tf32]
+        [--set r1_gamma=0.064 ...] [--fork CKPT | --campaign NAME] [--workers 12] [--device cuda] [--tf32]
+
+A campaign (campaigns/NAME, ``infinitygan campaign``) goes to a lent GPU with ``--campaign NAME``
+(its committed state, forked with the given constants); back on the CPU machine,
+``infinitygan campaign save NAME --checkpoint OUT/ckpt-N.safetensors`` makes the returned
+checkpoint the campaign's state, and ``campaign train NAME`` continues it.
 
 The device machine of this workplace gives one command at most 10 minutes and a session 15,
 start included, and keeps nothing once it is given back. So this script is the whole check in
@@ -27,15 +32,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parents[1])  # the checkout: importable without installing it
 sys.path.insert(0, ROOT)
+
+from infinitygan.campaign.runner import run_for  # noqa: E402  (SIGTERM at the budget)
 
 
 def train_command(args, run: Path) -> list[str]:
@@ -51,16 +55,19 @@ def train_command(args, run: Path) -> list[str]:
     return cmd + (["--tf32"] if args.tf32 else [])
 
 
-def run_for(cmd: list[str], seconds: float) -> tuple[int, float]:
-    """Run ``cmd``; at ``seconds`` send it SIGTERM (it checkpoints and exits). Returns (exit code, wall s)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+def campaign_checkpoint(name: str, folder: Path) -> Path:
+    """campaigns/NAME's committed state as a training checkpoint in ``folder``."""
+    from infinitygan.campaign import spec
+    from infinitygan.campaign.state import restore_checkpoint
+    from infinitygan.errors import UserError
+
     try:
-        rc = proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait()
-    return rc, time.perf_counter() - t0
+        c = spec.load(name, ROOT)
+        if not c.state_path.is_file():
+            raise UserError(f"campaign {name} has no committed state ({c.state_path})")
+        return restore_checkpoint(c.state_path, folder)
+    except UserError as e:
+        raise SystemExit(f"gpu_train.py: {e}") from None
 
 
 def main() -> None:
@@ -70,6 +77,9 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--data", default="procedural")
     ap.add_argument("--fork", default=None, help="continue this training checkpoint instead of a fresh --preset run")
+    ap.add_argument("--campaign", default=None,
+                    help="continue campaigns/NAME's committed state (as --fork; bring the returned checkpoint "
+                         "back with `infinitygan campaign save NAME --checkpoint FILE`)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None, help="data loader processes (default: the CLI's)")
     ap.add_argument("--seed", type=int, default=None)
@@ -81,6 +91,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.seconds <= 0:
         raise SystemExit("gpu_train.py: --seconds must be positive")
+    if args.fork and args.campaign:
+        raise SystemExit("gpu_train.py: pass --fork or --campaign, not both")
     if args.fork and not Path(args.fork).is_file():
         raise SystemExit(f"gpu_train.py: --fork {args.fork}: no such file")
     if args.device == "cuda":
@@ -97,6 +109,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="gpu-train-") as tmp:
         run = Path(tmp) / "run"
+        if args.campaign:
+            args.fork = str(campaign_checkpoint(args.campaign, Path(tmp) / "campaign"))
         cmd = train_command(args, run)
         rc, wall = run_for(cmd, args.seconds)
         ckpts = sorted((run / "checkpoints").glob("ckpt-*.safetensors"))

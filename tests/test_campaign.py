@@ -181,3 +181,23 @@ def test_progress_log_round_trip(tmp_path):
     assert [r.event for r in rows] == ["save", "eval"]
     assert rows[0].note == "first save" and rows[1].metrics == {"swd_1x": 83.94, "swd_8x": 119.9}
     assert p.read_text().splitlines()[0].split("\t") == list(progress.COLUMNS)
+
+
+def test_a_checkpoint_from_elsewhere_becomes_the_state(tmp_path):
+    """`save --checkpoint FILE` (a lent GPU's run, or a fork): the state and runs/NAME continue from it."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    new_campaign(root, "c", "bf16")
+    other = tmp_path / "gpu"
+    r = subprocess.run([sys.executable, "-m", "infinitygan", "train", "--config", "micro.yaml", "--seed", "3",
+                        "--iterations", "3", *RUNS_AS.split(), "--out", other], capture_output=True, text=True,
+                       timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr
+    ckpt = other / "checkpoints" / "ckpt-00000003.safetensors"
+    r = cli("campaign", "save", "c", "--root", root, "--checkpoint", ckpt, "--note", "from the GPU")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["iteration"] == 3
+    st = json.loads(cli("campaign", "status", "c", "--root", root).stdout)
+    assert (st["state_iteration"], st["run_iteration"]) == (3, 3)
+    r = cli("campaign", "save", "c", "--root", root, "--checkpoint", root / "micro.yaml")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

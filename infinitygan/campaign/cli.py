@@ -120,12 +120,15 @@ def train_cmd(name, hours, seconds, iterations, root):
 @click.option("--note", default="", help="a note for the progress log")
 @click.option("--train-seconds", default=0.0, type=float,
               help="training wall seconds not counted by `campaign train` (a leg run by hand)")
+@click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
+              help="save this training checkpoint instead of runs/NAME's newest (one from a lent GPU, "
+                   "or a fork that starts a new leg); runs/NAME then continues from it")
 @ROOT
-def save_cmd(name, note, train_seconds, root):
+def save_cmd(name, note, train_seconds, checkpoint, root):
     """Replace campaigns/NAME/state.safetensors with runs/NAME's newest checkpoint (then commit it)."""
     from . import runner, spec
 
-    _emit(runner.save(spec.load(name, root), note, train_seconds))
+    _emit(runner.save(spec.load(name, root), note, train_seconds, checkpoint))
 
 
 @campaign.command("eval")

@@ -144,14 +144,22 @@ def train(c: Campaign, seconds: float | None = None, iterations: int | None = No
 
 
 # -------------------------------------------------------------------------- save
-def save(c: Campaign, note: str = "", extra_seconds: float = 0.0) -> dict:
-    """runs/NAME's newest checkpoint -> campaigns/NAME/state.safetensors (replaced atomically),
-    and one ``save`` row in the progress log. Refuses to replace a newer state with an older run."""
-    if not runs.list_checkpoints(c.run):
-        raise UserError(f"campaign {c.name}: {c.run} holds no checkpoint to save (run `campaign train {c.name}`)")
+def save(c: Campaign, note: str = "", extra_seconds: float = 0.0, checkpoint: str | Path | None = None) -> dict:
+    """runs/NAME's newest checkpoint (or ``checkpoint``: one trained elsewhere, e.g. on a lent GPU
+    by benchmarks/gpu_train.py, or a fork that starts a new leg) -> campaigns/NAME/state.safetensors
+    (replaced atomically), and one ``save`` row in the progress log. Refuses to replace a newer
+    state with an older checkpoint."""
     if extra_seconds < 0:
         raise UserError(f"--train-seconds must be >= 0, got {extra_seconds:g}")
-    ckpt, _, _, meta = runs.load_newest_checkpoint(c.run)
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        meta = read_metadata(ckpt)
+        if not runs.is_training_checkpoint(meta):
+            raise UserError(f"{ckpt} is not a training checkpoint (kind={meta.get('kind')!r})")
+    elif not runs.list_checkpoints(c.run):
+        raise UserError(f"campaign {c.name}: {c.run} holds no checkpoint to save (run `campaign train {c.name}`)")
+    else:
+        ckpt, _, _, meta = runs.load_newest_checkpoint(c.run)
     old = state_meta(c)
     if old is not None and int(old["iteration"]) > int(meta["iteration"]):
         raise UserError(f"campaign {c.name}: the committed state is at iteration {old['iteration']}, newer than "
@@ -161,6 +169,8 @@ def save(c: Campaign, note: str = "", extra_seconds: float = 0.0) -> dict:
     c.folder.mkdir(parents=True, exist_ok=True)
     saved = save_state(c.state_path, ckpt, c.moments, total)
     _set_clock(c, 0.0)
+    if checkpoint is not None:
+        restore(c)  # runs/NAME continues from it
     row = progress.Row("save", int(saved["iteration"]), int(saved.get("images_seen", 0)), total / 3600,
                        note=note or f"state from {ckpt.name}")
     progress.append(c.progress_path, row)
