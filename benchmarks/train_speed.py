@@ -86,7 +86,9 @@ def _setup(preset: str, batch: int):
 
     from infinitygan.config import load_config
     from infinitygan.parallel import env as dist_
-    from infinitygan.data.datasets import PatchDataset, endless_batches, open_dataset
+    from infinitygan.data.datasets import open_dataset
+    from infinitygan.data.patches import PatchDataset
+    from infinitygan.data.sampling import endless_batches
     from infinitygan.training.inputs import BatchPlan
     from infinitygan.training.nets import build_nets
     from infinitygan.training.phases import Stats, TrainingLoss, uses_pairs

@@ -8,17 +8,12 @@ import torch
 from PIL import Image
 
 from infinitygan.errors import UserError
-from infinitygan.data.datasets import (
-    ImageFolderDataset,
-    LMDBDataset,
-    PatchDataset,
-    endless_batches,
-    list_images,
-    open_dataset,
-    prepare_lmdb,
-    preprocess,
-    random_patch,
-)
+from infinitygan.data.datasets import open_dataset
+from infinitygan.data.folder import ImageFolderDataset
+from infinitygan.data.lmdb_pack import LMDBDataset, prepare_lmdb
+from infinitygan.data.patches import PatchDataset, random_patch
+from infinitygan.data.preprocess import list_images, preprocess
+from infinitygan.data.sampling import endless_batches
 from infinitygan.data.procedural import ProceduralLandscapes
 
 F = 37  # small "full size" keeps the tests fast
@@ -275,7 +270,7 @@ def test_truncated_file_falls_back_to_next(tmp_path):
 def test_batched_fetch_on_threads_equals_one_by_one():
     """PatchDataset.__getitems__ (the in-process loader's batched fetch) loads on one thread per
     intra-op thread; every item is a function of its key, so the batch is the same."""
-    from infinitygan.data.datasets import PatchDataset, _loading_threads
+    from infinitygan.data.patches import PatchDataset, _loading_threads
     from infinitygan.data.procedural import ProceduralLandscapes
 
     pd = PatchDataset(ProceduralLandscapes(size=48, length=50, seed=2, pre_resize=32), patch=24, seed=5)

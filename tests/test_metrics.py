@@ -522,7 +522,7 @@ def test_eval_on_an_lmdb_without_the_reference_size_exits_2(micro_pre_model_file
     pytest.importorskip("lmdb")
     from PIL import Image
 
-    from infinitygan.data.datasets import prepare_lmdb
+    from infinitygan.data.lmdb_pack import prepare_lmdb
 
     folder = tmp_path / "imgs"
     folder.mkdir()

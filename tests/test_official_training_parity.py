@@ -508,7 +508,7 @@ def test_real_label_formula(fx):
     B, F_, P = inp["data/patch"].shape[0], inp["data/full"].shape[-1], inp["data/patch"].shape[-1]
     rows = torch.tensor([float(inp[f"data/crop_xst_{i}"]) for i in range(B)])
     assert torch.allclose(inp["data/ac_coords"][:, 0].double(), (rows / (F_ - P - 1) * 2 - 1).double(), atol=1e-7)
-    from infinitygan.data.datasets import random_patch
+    from infinitygan.data.patches import random_patch
 
     img = torch.arange(F_, dtype=torch.float32).view(1, F_, 1).expand(3, F_, F_).contiguous()
     seen = set()

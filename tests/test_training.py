@@ -282,7 +282,7 @@ def test_resume_equals_uninterrupted(tmp_path, micro):
 
 def test_resume_restores_data_position_without_replay(tmp_path, micro, monkeypatch):
     """Resuming at iteration k must not load the first k batches' images."""
-    from infinitygan.data import datasets as data
+    from infinitygan.data import patches as data
 
     cfg = load_config(micro)
     out = tmp_path / "r"
@@ -356,7 +356,7 @@ def test_sampler_positions_are_arithmetic_and_split_between_ranks():
     gives exactly the tail of the stream from 0."""
     from itertools import islice
 
-    from infinitygan.data.datasets import ResumableSampler
+    from infinitygan.data.sampling import ResumableSampler
 
     n, B = 7, 4
     whole = list(islice(iter(ResumableSampler(n, B, seed=3)), 5 * B))

@@ -17,7 +17,8 @@ from PIL import Image
 
 import infinitygan as ig
 from infinitygan.io.images import to_uint8
-from infinitygan.data.datasets import open_dataset, random_patch
+from infinitygan.data.datasets import open_dataset
+from infinitygan.data.patches import random_patch
 
 
 def main() -> None:

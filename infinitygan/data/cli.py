@@ -20,7 +20,7 @@ def register(cli: click.Group) -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def prepare_cmd(folder, out, full_size, pre_resize, overwrite, quiet):
     """Pack an image FOLDER into a preprocessed LMDB for training."""
-    from .datasets import prepare_lmdb
+    from .lmdb_pack import prepare_lmdb
 
     if not 1 <= full_size <= 8192:
         raise UserError(f"--full-size must be in 1..8192 pixels, got {full_size}")

@@ -22,14 +22,17 @@ Shapes:
 
 With ``pre_resize`` (``open_dataset("procedural", 197, 128)``, as the presets train), each
 rendered image is Lanczos-resized to ``pre_resize`` and back to ``size``, like the images of a
-folder (``data.preprocess_uint8``).
+folder (``data.preprocess.preprocess_uint8``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
+
+from .preprocess import preprocess_uint8  # the folders' preprocessing
 
 __all__ = ["render_landscape", "ProceduralLandscapes"]
 
@@ -386,10 +389,6 @@ class ProceduralLandscapes(Dataset):
         out = int(size) if size else self.size
         if self.pre_resize is None and out == self.size:
             return arr
-        from PIL import Image
-
-        from .datasets import preprocess_uint8  # the folders' preprocessing (imported late: data imports us)
-
         return preprocess_uint8(Image.fromarray(arr), out, self.pre_resize)
 
     def __getitem__(self, index: int) -> torch.Tensor:

@@ -145,7 +145,8 @@ def _open_data(data: str, cfg, proto: "P.EvalProtocol"):
     An LMDB holds one size only: a pack at F serves the patch column (and the N x columns when
     R = F), a pack at R the N x columns; the reals of a column it cannot serve are refused in one
     line when loaded (``load_uint8``)."""
-    from ..data.datasets import LMDBDataset, _is_lmdb_path, open_dataset
+    from ..data.datasets import open_dataset
+    from ..data.lmdb_pack import LMDBDataset, _is_lmdb_path
 
     full, ref = proto.full_size, proto.reference_size
     if data != "procedural" and _is_lmdb_path(Path(data).expanduser()):

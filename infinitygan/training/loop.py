@@ -12,6 +12,12 @@ update as one process on the global batch, up to float rounding.
 A run stops at its last iteration, when ``max_nonfinite`` consecutive iterations had a skipped
 step (UserError naming the last good checkpoint), or at SIGINT / SIGTERM: the current iteration
 finishes, a checkpoint is written and ``train`` returns with ``interrupted`` set.
+
+Under ``torchrun --max-restarts K`` a worker that dies (killed, crashed, mid-iteration or while a
+checkpoint is written) ends the group: every other rank's next collective fails, which it reports
+as one line (``LostPeer``, exit 1), and torchrun starts the group again. The restarted ranks
+resume from the newest complete checkpoint by themselves (``elastic_restart_resumes``), exactly
+as ``--resume`` would (same checks), so the weights equal an uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import dataclasses
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -30,15 +37,21 @@ from ..api import resolve_device
 from ..config import ModelConfig
 from ..errors import UserError
 from ..io import runs
+from ..io.checkpoint import read_metadata
 from ..io.images import save_image
 from ..parallel import env as dist_
 from . import state as S
-from ..data.datasets import PatchDataset, endless_batches, open_dataset
+from ..data.datasets import open_dataset
+from ..data.patches import PatchDataset
+from ..data.sampling import endless_batches
 from .inputs import BatchPlan
 from .monitor import POSTFIX, RunLog, render_sample_grid
 from .nets import build_nets, ema_update
 from .options import RunOptions, cpu_threads, default_workers, keep_freed_memory
 from .phases import Stats, TrainingLoss, colour_pairs_only, uses_pairs
+
+#: checkpoint metadata: the TORCHELASTIC_RUN_ID of the torchrun job that wrote it
+ELASTIC_RUN = "elastic_run"
 
 
 class StopSignals:
@@ -85,6 +98,8 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
     S.check_writable_dir(run)
     existing = runs.list_checkpoints(run)
     ckpt = None
+    if not resume and existing and elastic_restart_resumes(run):
+        resume = True  # torchrun restarted the group after a lost worker: continue, as --resume would
     if resume:
         if not existing:
             raise UserError(f"nothing to resume: {run} has no checkpoint")
@@ -126,13 +141,44 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
         if ctx.device.type == "cuda" and options.tf32:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         with StopSignals() as stop:
-            return _run(cfg, dataset, run, seed, ctx, options, ckpt, stop)
+            try:
+                return _run(cfg, dataset, run, seed, ctx, options, ckpt, stop)
+            except Exception as e:
+                if ctx.distributed and dist_.is_lost_peer(e):
+                    raise dist_.lost_peer(ctx, e) from None
+                raise
     finally:
         torch.set_num_threads(prev_threads)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev_tf32
         dist_.teardown(ctx)
         if options.deterministic:
             torch.use_deterministic_algorithms(prev_det)
+
+
+def elastic_restart_resumes(run: Path) -> bool:
+    """True when this process belongs to a group that torchrun's elastic agent restarted
+    (TORCHELASTIC_RESTART_COUNT > 0) and the newest readable checkpoint of ``run`` was written by
+    the same elastic job (its TORCHELASTIC_RUN_ID): then the run continues from it by itself.
+
+    The job check keeps a restart from taking over a run the first start refused (an --out that
+    already held another run's checkpoints: the same refusal again). Rank 0 says it in one line.
+    """
+    if dist_.restart_count() == 0 or dist_.elastic_run_id() is None:
+        return False
+    for path in reversed(runs.list_checkpoints(run)):  # the header is enough: the resume reads the rest
+        try:
+            meta = read_metadata(path)
+        except UserError:  # unreadable: the resume falls back past it, and so do we
+            continue
+        if meta.get(ELASTIC_RUN) != dist_.elastic_run_id():
+            return False
+        break
+    else:
+        return False
+    if dist_.env_world()[0] == 0:
+        print(f"infinitygan: torchrun restart {dist_.restart_count()}: resuming {run} from {path.name}",
+              file=sys.stderr, flush=True)
+    return True
 
 
 def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext, opts: RunOptions, ckpt,
@@ -195,6 +241,8 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
                                  "global_batch": tc.batch_size, "last": last_logged}}
             if origin:
                 meta["init_from"] = origin
+            if dist_.elastic_run_id() is not None:  # which torchrun job wrote it (elastic restarts)
+                meta[ELASTIC_RUN] = dist_.elastic_run_id()
             last_ckpt = S.save_checkpoint(run, done, tensors, cfg, meta, keep=opts.keep)
         saved_at = done
         dist_.barrier(ctx)
