@@ -15,8 +15,12 @@ def register(cli: click.Group) -> None:
               help="onnx or torchscript: mapping, structure and texture networks with dynamic batch and spatial sizes")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="folder to write the graphs to")
 @click.option("--web", default=None, type=click.Path(file_okay=False),
-              help="instead: a static folder exploring the image in the browser (no server; any static host)")
-def export_cmd(model_path, fmt, out, web):
+              help="instead: a static folder exploring the image in the browser (no server; any static host); "
+                   "refused if it is not empty, unless --overwrite")
+@click.option("--overwrite", is_flag=True,
+              help="with --web: replace the files an earlier export --web wrote in the folder (only those, and "
+                   "only if unchanged; anything else in the way stops the export)")
+def export_cmd(model_path, fmt, out, web, overwrite):
     """Export the generator as the engine runs it (mapping; structure per GS window; texture per
     tile) with a manifest.json, for runtimes outside PyTorch; or, with --web, a static explorer
     page that renders every tile in the visitor's browser."""
@@ -24,13 +28,15 @@ def export_cmd(model_path, fmt, out, web):
 
     if (out is None) == (web is None):
         raise UserError("give either --out (the graphs) or --web (the static explorer page)")
+    if overwrite and web is None:
+        raise UserError("--overwrite goes with --web (--out writes its four files into the folder as it is)")
     from ..api import load_model
 
     model = load_model(model_path)
     if web is not None:
         from .web_page import export_web
 
-        path = export_web(model, web)
+        path = export_web(model, web, overwrite=overwrite)
         click.echo(f"wrote {path} (index.html; serve the folder, e.g. python -m http.server -d {path})", err=True)
         return
     if fmt == "torchscript":
