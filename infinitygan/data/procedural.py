@@ -27,6 +27,8 @@ folder (``data.preprocess.preprocess_uint8``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
@@ -191,38 +193,62 @@ def _jitter(rng: np.random.Generator, col: np.ndarray, amount: float = 0.06) -> 
 
 
 # --------------------------------------------------------------------------- render
-def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
-    """Render the landscape of ``seed`` as an (height, width, 3) uint8 RGB array.
+@dataclass(frozen=True)
+class _Scene:
+    """The draws and coordinates every stage of one render shares.
 
-    Deterministic in ``seed``; any size >= 1.  Scene scale follows ``height``: a wider
-    image shows more of the same (horizontally continuing) scene.
+    ``rng`` is consumed by the stages in order (sky, clouds, mountains, tree line, ground, water):
+    each stage draws what it needs when it runs, so the order of the calls is part of the scene.
+    Coordinates: ``u`` (W,) and ``v`` (H,) float64 world units, ``V`` (H, 1) float32.
     """
-    H, W = int(height), int(width)
-    if H < 1 or W < 1:
-        raise ValueError(f"image size must be positive, got {H}x{W}")
+
+    H: int
+    W: int
+    rng: np.random.Generator
+    ns: list[int]  # per-feature noise seeds
+    time: dict
+    terr: dict
+    top: np.ndarray  # (3,) sky colour at the top
+    hor: np.ndarray  # (3,) sky colour at the horizon
+    light: np.ndarray  # (3,) light tint of the terrain
+    horizon: float  # horizon height, fraction of H from the top
+    x0: float  # world offset of column 0
+    cols: np.ndarray  # (W,) float64 column indices
+    rows: np.ndarray  # (H,) float64 row indices
+    u: np.ndarray
+    v: np.ndarray
+    V: np.ndarray
+
+
+def _draw_scene(seed: int, H: int, W: int) -> _Scene:
+    """Time of day, terrain, sky colours, horizon and world offset of ``seed``; the pixel grid."""
     rng = np.random.default_rng(int(seed) & ((1 << 64) - 1))
     ns = [int(s) for s in rng.integers(0, 2**31 - 1, size=24)]
-
     time = _TIMES[_TIME_NAMES[rng.integers(len(_TIME_NAMES))]]
     terr = _TERRAINS[_TERRAIN_NAMES[rng.integers(len(_TERRAIN_NAMES))]]
     top, hor = _jitter(rng, time["top"]), _jitter(rng, time["hor"], 0.04)
     light = _jitter(rng, time["light"], 0.04)
     horizon = rng.uniform(0.45, 0.70)
     x0 = rng.uniform(0.0, 1000.0)
-
     cols = np.arange(W, dtype=np.float64)
     rows = np.arange(H, dtype=np.float64)
     u = (cols + 0.5) / H + x0  # (W,)
     v = (rows + 0.5) / H  # (H,)
-    V = v[:, None].astype(_F)
+    return _Scene(H, W, rng, ns, time, terr, top, hor, light, horizon, x0, cols, rows, u, v,
+                  v[:, None].astype(_F))
 
-    # ---- sky ------------------------------------------------------------------------
-    g = (np.clip(v / horizon, 0.0, 1.0) ** rng.uniform(1.3, 2.2)).astype(_F)
-    img = (top[None, :] * (1.0 - g[:, None]) + hor[None, :] * g[:, None])[:, None, :].repeat(W, axis=1)
-    sun_u = x0 + rng.uniform(0.15, 0.85)
-    sun_v = horizon * rng.uniform(0.25, 0.85) if time is not _TIMES["dusk"] else horizon * rng.uniform(0.7, 0.95)
+
+def _sky(s: _Scene) -> tuple[np.ndarray, float]:
+    """The sky gradient with the sun's glow and disk and, at night, stars: ((H, W, 3) float32,
+    the sun's world column ``sun_u``, which lights the mountains from its side)."""
+    rng, time, H, W, V = s.rng, s.time, s.H, s.W, s.V
+    g = (np.clip(s.v / s.horizon, 0.0, 1.0) ** rng.uniform(1.3, 2.2)).astype(_F)
+    img = (s.top[None, :] * (1.0 - g[:, None]) + s.hor[None, :] * g[:, None])[:, None, :].repeat(W, axis=1)
+    sun_u = s.x0 + rng.uniform(0.15, 0.85)
+    sun_v = (s.horizon * rng.uniform(0.25, 0.85) if time is not _TIMES["dusk"]
+             else s.horizon * rng.uniform(0.7, 0.95))
     if time["glow"] > 0 or time["disk"]:
-        du = (u - sun_u).astype(_F)[None, :]
+        du = (s.u - sun_u).astype(_F)[None, :]
         r = np.sqrt(du * du + (V - sun_v) ** 2)
         glow = time["glow"] * np.exp(-r / 0.18)[..., None]
         img = img + glow * (time["sun"] - img) * 0.9
@@ -230,25 +256,34 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
             disk = np.clip((0.022 - r) * H + 0.5, 0.0, 1.0)[..., None]
             img = img * (1 - disk) + time["sun"] * disk
     if time["stars"]:
-        star = _hash2(cols[None, :].astype(np.int64) + int(x0 * 997), rows[:, None].astype(np.int64), ns[0], _F)
+        star = _hash2(s.cols[None, :].astype(np.int64) + int(s.x0 * 997), s.rows[:, None].astype(np.int64),
+                      s.ns[0], _F)
         bright = np.clip((star - 0.996) / 0.004, 0.0, 1.0) * (1.0 - g[:, None])
         img = img + bright[..., None] * 0.9
+    return img, sun_u
 
-    # clouds: horizontally stretched fBm; lit on top, shadowed underneath
+
+def _clouds(s: _Scene, img: np.ndarray) -> np.ndarray:
+    """Clouds over the sky ``img`` (H, W, 3): horizontally stretched fBm, lit on top, shadowed
+    underneath, fading out towards the horizon."""
+    rng, time, u, v = s.rng, s.time, s.u, s.v
     cfx, cfy = rng.uniform(1.5, 3.0), rng.uniform(5.0, 9.0)
     lo, hi = time["cover"]
     cover = rng.uniform(lo, hi)
-    cn = _fbm2(u * cfx, v * cfy, ns[1], octaves=5)
-    cn_below = _fbm2(u * cfx, (v + 0.025) * cfy, ns[1], octaves=3)
-    alpha = _sstep(cover, cover + 0.22, cn) * _sstep(horizon + 0.02, horizon - 0.12, V)
+    cn = _fbm2(u * cfx, v * cfy, s.ns[1], octaves=5)
+    cn_below = _fbm2(u * cfx, (v + 0.025) * cfy, s.ns[1], octaves=3)
+    alpha = _sstep(cover, cover + 0.22, cn) * _sstep(s.horizon + 0.02, s.horizon - 0.12, s.V)
     alpha *= rng.uniform(0.75, 1.0)
     lit = np.clip(0.55 - (cn[..., None] - cn_below[..., None]) * 7.0, 0.0, 1.0)
     ccol = time["shadow"] + (time["cloud"] - time["shadow"]) * lit
-    img = img + alpha[..., None] * (ccol - img)
+    return img + alpha[..., None] * (ccol - img)
 
-    haze = hor * 0.85 + light * 0.15 * hor.mean()
 
-    # ---- mountains (far -> near) -----------------------------------------------------
+def _mountains(s: _Scene, img: np.ndarray, haze: np.ndarray, sun_u: float) -> np.ndarray:
+    """1-3 ridges drawn over ``img`` from far to near: ridged fBm outlines, rock lit from the sun's
+    side, optional snow caps, aerial perspective (more ``haze`` far away and near each base)."""
+    rng, terr, ns, H, W, u, v, V = s.rng, s.terr, s.ns, s.H, s.W, s.u, s.v, s.V
+    horizon, light = s.horizon, s.light
     n_layers = int(rng.integers(1, 4))
     max_amp = min(horizon - 0.08, horizon * rng.uniform(0.35, 0.8))
     snowy = rng.random() < terr["snow"]
@@ -271,7 +306,7 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
         # rocky lighting from a 2-D height field
         hf = _fbm2(u * 9.0, v * 9.0, ns[8 + k], octaves=4)
         slope = np.gradient(hf, axis=1) * H / 9.0 if W > 1 else np.zeros_like(hf)
-        side = 1.0 if sun_u < x0 + 0.5 else -1.0
+        side = 1.0 if sun_u < s.x0 + 0.5 else -1.0
         shade = np.clip(1.0 + side * slope * (1.2 + 1.5 * depth) + (hf - 0.5) * 0.5, 0.55, 1.45)
         col = base[None, None, :] * shade[..., None]
         if snowy and depth > 0.3:
@@ -285,39 +320,53 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
         col = col + np.clip(fl, 0, 0.95)[..., None] * (haze - col)
         a = np.clip((V - ridge[None, :]) * H + 0.5, 0.0, 1.0)[..., None]
         img = img + a * (col - img)
+    return img
 
-    # tree line along the horizon
-    if rng.random() < terr["trees"]:
-        tn = _fbm1(u * 45.0, ns[14], octaves=3)
-        tl = (horizon - rng.uniform(0.008, 0.02) - 0.035 * tn * _fbm1(u * 3.0, ns[15], octaves=2)).astype(_F)
-        tcol = _jitter(rng, terr["tree"], 0.08) * light
+
+def _tree_line(s: _Scene, img: np.ndarray, haze: np.ndarray) -> np.ndarray:
+    """A dark, slightly hazy band of trees along the horizon (with the terrain's probability)."""
+    rng, u = s.rng, s.u
+    if rng.random() < s.terr["trees"]:
+        tn = _fbm1(u * 45.0, s.ns[14], octaves=3)
+        tl = (s.horizon - rng.uniform(0.008, 0.02) - 0.035 * tn * _fbm1(u * 3.0, s.ns[15], octaves=2)).astype(_F)
+        tcol = _jitter(rng, s.terr["tree"], 0.08) * s.light
         tcol = tcol + 0.25 * (haze - tcol)
-        a = np.clip((V - tl[None, :]) * H + 0.5, 0.0, 1.0)[..., None]
+        a = np.clip((s.V - tl[None, :]) * s.H + 0.5, 0.0, 1.0)[..., None]
         img = img + a * (tcol - img)
+    return img
 
-    above = img.copy()
 
-    # ---- ground ------------------------------------------------------------------------
-    hr = horizon * H  # horizon in pixel rows
-    below = max(1.0 - horizon, 1e-3)
-    t = np.clip((v - horizon) / below, 0.0, 1.0)  # 0 at horizon, 1 at bottom
+def _ground(s: _Scene, haze: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grass/ground below the horizon with perspective-compressed texture: ((H, W, 3) float32 over
+    every row (the composite keeps the rows below the horizon), the perspective depth ``z`` (H,)
+    and ``T`` (H, 1) float32, 0 at the horizon and 1 at the bottom)."""
+    rng, terr, ns, H, W, light = s.rng, s.terr, s.ns, s.H, s.W, s.light
+    below = max(1.0 - s.horizon, 1e-3)
+    t = np.clip((s.v - s.horizon) / below, 0.0, 1.0)  # 0 at horizon, 1 at bottom
     z = 1.0 / (t + 0.06)  # perspective depth
     gfar = _jitter(rng, terr["gfar"], 0.06) * light
     gnear = _jitter(rng, terr["gnear"], 0.06) * light
     tw = (t ** 0.7).astype(_F)[:, None, None]
     gcol = gfar * (1 - tw) + gnear * tw  # (H, 1, 3)
-    patches = _fbm2(u * 5.0, z * 0.9, ns[16], octaves=4)
-    grain = _vnoise2(cols / 1.6, rows / 1.6, ns[17])
-    blades = _vnoise2(cols / 1.2, rows / 5.0, ns[18])
+    patches = _fbm2(s.u * 5.0, z * 0.9, ns[16], octaves=4)
+    grain = _vnoise2(s.cols / 1.6, s.rows / 1.6, ns[17])
+    blades = _vnoise2(s.cols / 1.2, s.rows / 5.0, ns[18])
     T = t.astype(_F)[:, None]
     tex = 0.75 + 0.55 * (patches - 0.5) * 1.6 + (grain - 0.5) * (0.08 + 0.25 * T) + (blades - 0.5) * 0.3 * T
     ground = np.broadcast_to(gcol, (H, W, 3)) * tex[..., None]
     ground = ground + (0.55 * (1 - T) ** 4)[..., None] * (haze - ground)
+    return ground, z, T
 
-    # ---- water with reflection --------------------------------------------------------
+
+def _water(s: _Scene, ground: np.ndarray, above: np.ndarray, z: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Sometimes (p = 0.45) water up to a wavy shore over ``ground``, carrying a blurred, darkened,
+    rippled vertical reflection of ``above`` (the image above the horizon, (H, W, 3))."""
+    rng, ns, H, W, u, cols, rows, V = s.rng, s.ns, s.H, s.W, s.u, s.cols, s.rows, s.V
     if rng.random() < 0.45:
+        hr = s.horizon * H  # horizon in pixel rows
+        below = max(1.0 - s.horizon, 1e-3)
         shore_t = rng.uniform(0.4, 1.3)
-        shore = (horizon + below * (shore_t + 0.25 * (_fbm1(u * 2.5, ns[19], octaves=4) - 0.5))).astype(_F)
+        shore = (s.horizon + below * (shore_t + 0.25 * (_fbm1(u * 2.5, ns[19], octaves=4) - 0.5))).astype(_F)
         wmask = np.clip((shore[None, :] - V) * H + 0.5, 0.0, 1.0)
         # reflected source row (pixel centres mirror around the horizon line)
         src = 2.0 * hr - (rows + 0.5)
@@ -328,21 +377,44 @@ def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
         rb = max(1, int(round(H / 90)))
         refl = _box_blur(refl, rb, axis=0)
         refl = _box_blur(refl, max(1, rb // 2), axis=1)
-        wcol = _jitter(rng, _c(0.10, 0.22, 0.32), 0.1) * light
+        wcol = _jitter(rng, _c(0.10, 0.22, 0.32), 0.1) * s.light
         fres = (0.15 + 0.45 * T)[..., None]
         water = refl * 0.78 * (1 - fres) + wcol * fres
         streak = _vnoise2(cols / 10.0, rows / 0.9, ns[21])
-        water = water + (np.clip(streak - 0.72, 0, None) * 0.9 * (1 - 0.5 * T))[..., None] * (hor * 0.9 - water) * 0.8
+        water = water + (np.clip(streak - 0.72, 0, None) * 0.9 * (1 - 0.5 * T))[..., None] * (s.hor * 0.9 - water) * 0.8
         ground = ground + wmask[..., None] * (water - ground)
+    return ground
 
-    a = np.clip((V - horizon) * H + 0.5, 0.0, 1.0)[..., None]
+
+def _composite(s: _Scene, img: np.ndarray, ground: np.ndarray) -> np.ndarray:
+    """``ground`` below the (antialiased) horizon, ``img`` above, film grain (position-hashed so wide
+    renders stay consistent), quantised to (H, W, 3) uint8."""
+    a = np.clip((s.V - s.horizon) * s.H + 0.5, 0.0, 1.0)[..., None]
     img = img + a * (ground - img)
-
-    # film grain (position-hashed so wide renders stay consistent)
-    fg = _hash2(cols[None, :].astype(np.int64), rows[:, None].astype(np.int64), ns[22], _F) - 0.5
+    fg = _hash2(s.cols[None, :].astype(np.int64), s.rows[:, None].astype(np.int64), s.ns[22], _F) - 0.5
     img = img + fg[..., None] * 0.025
     assert img.dtype == _F, img.dtype
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
+    """Render the landscape of ``seed`` as an (height, width, 3) uint8 RGB array.
+
+    Deterministic in ``seed``; any size >= 1.  Scene scale follows ``height``: a wider
+    image shows more of the same (horizontally continuing) scene.
+    """
+    H, W = int(height), int(width)
+    if H < 1 or W < 1:
+        raise ValueError(f"image size must be positive, got {H}x{W}")
+    scene = _draw_scene(seed, H, W)
+    img, sun_u = _sky(scene)
+    img = _clouds(scene, img)
+    haze = scene.hor * 0.85 + scene.light * 0.15 * scene.hor.mean()
+    img = _mountains(scene, img, haze, sun_u)
+    img = _tree_line(scene, img, haze)
+    ground, z, T = _ground(scene, haze)
+    ground = _water(scene, ground, img, z, T)  # reflects img (read only)
+    return _composite(scene, img, ground)
 
 
 # --------------------------------------------------------------------------- dataset
