@@ -65,7 +65,8 @@ def loop_speed(preset: str, batch: int, warmup: int, iterations: int, workers: i
 
     loop.ema_update = timed_ema
     cfg = load_config(preset).with_training(batch_size=batch, iterations=warmup + iterations)
-    kw = dict(device="cpu", quiet=True, samples=False, checkpoint_every=10 ** 9, log_every=10 ** 9)
+    kw = dict(device="cpu", quiet=True, samples=False, checkpoint_every=10 ** 9, log_every=10 ** 9,
+              keep_freed_memory=True)  # as the train command: this benchmark's process ends with its runs
     if workers is not None:
         kw["workers"] = workers
     kw.update(extra)

@@ -110,7 +110,8 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
         raise UserError(f"{fork or init_from} is at iteration {init[1]['iteration']}: --iterations must be larger "
                         f"(the run's total, now {cfg.training.iterations})")
     options = RunOptions(device=device, amp=amp, tf32=tf32, workers=workers, checkpoint_every=checkpoint_every,
-                         sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet)
+                         sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet,
+                         keep_freed_memory=True)  # this process ends with the run (RunOptions)
     res = train(cfg, data, run, seed=seed, resume=resume, options=options, init=init)
     if res["rank"] != 0:
         return

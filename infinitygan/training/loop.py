@@ -137,7 +137,8 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
     try:
         if ctx.device.type == "cpu":
             torch.set_num_threads(cpu_threads(options.workers, ctx.world_size))
-            keep_freed_memory()  # no page faults on every iteration's reallocated activations
+            if options.keep_freed_memory:  # the train command's process only: glibc cannot undo it
+                keep_freed_memory()  # no page faults on every iteration's reallocated activations
         if ctx.device.type == "cuda" and options.tf32:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         with StopSignals() as stop:

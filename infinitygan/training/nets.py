@@ -6,6 +6,7 @@ DistributedDataParallel, without buffer broadcasts (G and D keep no state buffer
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -22,9 +23,18 @@ from ..discriminator import Discriminator
 from ..errors import UserError
 from ..parallel import env as dist_
 
-# DDP's reducer warns (once per process) when a gradient's strides differ from its bucket's
-# (e.g. the grad of a (1, C) linear weight): a performance hint, not an error.
-warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+#: DDP's reducer warns (once per process, during the first backward) when a gradient's strides
+#: differ from its bucket's (e.g. the grad of a (1, C) linear weight): a performance hint, not an error
+GRAD_STRIDE_HINT = "Grad strides do not match bucket view strides"
+
+
+@contextlib.contextmanager
+def quiet_grad_stride_hint():
+    """Silences only DDP's grad-stride hint, only inside the block (a backward through the DDP
+    wrappers): importing this module leaves the process's warning filters as they were."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=GRAD_STRIDE_HINT)
+        yield
 
 
 class GeneratorStep(nn.Module):

@@ -39,6 +39,11 @@ class RunOptions:
     samples: bool = True
     max_nonfinite: int = 20
     keep: int = 3
+    #: on the CPU, tune glibc's malloc for the run (``keep_freed_memory``). Process-wide and not
+    #: undoable (glibc has no call that reads the previous setting back), so only a process that
+    #: ends with the run sets it: the ``train`` command does; a ``train()`` call in a notebook or a
+    #: test leaves the allocator as it was unless it opts in
+    keep_freed_memory: bool = False
 
     def __post_init__(self):
         if self.amp not in ("none", "bf16"):
@@ -97,7 +102,9 @@ def keep_freed_memory() -> bool:
     new mapping whose pages fault on first touch (about 40,000 page faults and a fifth of the
     time of the G phase at ``tiny``, batch 8, on 2 cores: docs/benchmarks.md). With this the heap
     grows to the iteration's peak once and is reused. The cost: memory freed after the peak stays
-    reserved by the process until it exits. Idempotent; True when glibc took the settings.
+    reserved by the process until it exits, and nothing sets the previous behaviour back, so
+    only the ``train`` command's process, which ends with the run, calls this
+    (``RunOptions.keep_freed_memory``). Idempotent; True when glibc took the settings.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:

@@ -41,7 +41,7 @@ from ..discriminator import mbstd_group_size
 from ..parallel import env as dist_
 from . import losses as L
 from .inputs import BatchPlan, FakeInputs
-from .nets import Nets, requires_grad
+from .nets import Nets, quiet_grad_stride_hint, requires_grad
 from .state import Progress
 
 
@@ -171,7 +171,8 @@ class TrainingLoss:
         requires_grad(n.G, phase.net == "G")
         requires_grad(n.D, phase.net == "D")
         loss, stats, on_success = getattr(self, f"_{phase.name}")(t, real, real_label)
-        loss.backward()
+        with quiet_grad_stride_hint():
+            loss.backward()
         params, optim = (n.g_params, n.g_optim) if phase.net == "G" else (n.d_params, n.d_optim)
         ok = dist_.all_true(self.ctx, all_finite(loss, params))
         if ok:
