@@ -259,21 +259,44 @@ def test_inversion_refuses_torchrun_in_one_line(tiny_model_file, tmp_path, monke
     assert len(err) == 1 and "runs in one process" in err[0]
 
 
+#: (injected) each rank writes its intra-op thread count to $INFINITYGAN_TEST_THREADS/rank<R> at exit
+REPORT_THREADS = """
+import atexit, os, sys
+def _report():
+    if os.environ.get("RANK") is not None and "torch" in sys.modules:
+        path = os.path.join(os.environ["INFINITYGAN_TEST_THREADS"], "rank" + os.environ["RANK"])
+        with open(path, "w") as f:
+            f.write(str(sys.modules["torch"].get_num_threads()))
+atexit.register(_report)
+"""
+
+
 def test_nproc_launches_ranks_with_one_line_and_our_exit_codes(tiny_model_file, tmp_path):
     """`generate --nproc 2`: torch's elastic launch under our own exit codes: the bytes of one
-    process and one "wrote" line; a failing rank gives one line and status 2, no launcher report."""
+    process and one "wrote" line, each rank on its share of the cores (OMP_NUM_THREADS unset:
+    max(1, cores // 2) threads, not every core); a failing rank gives one line and status 2, no
+    launcher report."""
     from infinitygan.cli import main
+    from infinitygan.parallel.launch import available_cores
 
     assert main(["generate", "--model", str(tiny_model_file), *ARGS, "--out", str(tmp_path / "one.tif"), "--quiet",
                  "--device", "cpu"]) == 0
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    env.pop("OMP_NUM_THREADS", None)
+    report = tmp_path / "report"
+    (report / "threads").mkdir(parents=True)
+    (report / "sitecustomize.py").write_text(REPORT_THREADS)
     cmd = [sys.executable, "-m", "infinitygan", "generate", "--model", str(tiny_model_file), *ARGS, "--device", "cpu",
            "--nproc", "2"]
-    r = subprocess.run(cmd + ["--out", "dist.tif"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd + ["--out", "dist.tif"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(env, INFINITYGAN_TEST_THREADS=str(report / "threads"),
+                                PYTHONPATH=os.pathsep.join((str(report), env["PYTHONPATH"]))))
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "dist.tif").read_bytes() == (tmp_path / "one.tif").read_bytes()
     lines = [line for line in r.stderr.splitlines() if line.strip() and "synthesis" not in line]
     assert len(lines) == 1 and lines[0].startswith("wrote") and "2 ranks" in lines[0], r.stderr[-3000:]
+    share = str(max(1, available_cores() // 2))
+    assert {p.name: p.read_text() for p in (report / "threads").iterdir()} == {"rank0": share, "rank1": share}
 
     inject = tmp_path / "inject"
     inject.mkdir()
@@ -285,3 +308,41 @@ def test_nproc_launches_ranks_with_one_line_and_our_exit_codes(tiny_model_file, 
     assert r.stderr.strip().splitlines() == ["infinitygan: error: rank 1 failed: RuntimeError: injected failure on "
                                              "this rank"], r.stderr[-3000:]
     assert not (tmp_path / "big.tif").exists() and not list(tmp_path.glob(".big.tif*"))
+
+
+def test_nproc_gives_each_rank_its_share_of_the_cores_unless_the_user_chose(monkeypatch):
+    """The ranks' environment: OMP_NUM_THREADS = max(1, cores // N), marked as the launcher's
+    (training still leaves cores to its loader workers); the user's OMP_NUM_THREADS is kept;
+    the launching process's own environment is as it was afterwards."""
+    import torch.distributed.launcher.api as api
+
+    from infinitygan.parallel import launch
+    from infinitygan.training.options import cpu_threads
+
+    monkeypatch.setattr(launch, "available_cores", lambda: 8)
+    assert launch.rank_environment(3, {}) == {"OMP_NUM_THREADS": "2", launch.THREADS_FROM_NPROC: "1"}
+    assert launch.rank_environment(16, {}) == {"OMP_NUM_THREADS": "1", launch.THREADS_FROM_NPROC: "1"}
+    assert launch.rank_environment(2, {"OMP_NUM_THREADS": "3"}) == {}
+
+    seen = []
+
+    def fake_elastic_launch(config, entrypoint):
+        return lambda *args: seen.append({k: os.environ.get(k) for k in ("OMP_NUM_THREADS", launch.THREADS_FROM_NPROC)})
+
+    monkeypatch.setattr(api, "elastic_launch", fake_elastic_launch)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launch.launch(4, ["generate"]) == 0
+    assert seen == [{"OMP_NUM_THREADS": "2", launch.THREADS_FROM_NPROC: "1"}]
+    assert "OMP_NUM_THREADS" not in os.environ and launch.THREADS_FROM_NPROC not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert launch.launch(4, ["generate"]) == 0
+    assert seen[1] == {"OMP_NUM_THREADS": "3", launch.THREADS_FROM_NPROC: None}
+
+    # a training rank under --nproc 2 with 2 loader workers: 8 // 2 - 2 threads when the launcher
+    # set OMP_NUM_THREADS (4); the user's own OMP_NUM_THREADS wins
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert cpu_threads(2, 1) == torch.get_num_threads()
+    monkeypatch.setenv(launch.THREADS_FROM_NPROC, "1")
+    assert cpu_threads(2, 1) == 2

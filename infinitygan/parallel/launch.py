@@ -6,10 +6,16 @@ Under plain torchrun a failing rank's one line is followed by torchrun's ChildFa
 output is all the user sees: rank 0 says what happened in one line (set-up errors are gathered,
 a failed rank is reported by the writer), other ranks stay silent on interrupts, and the
 launcher returns 0, 2 (bad input or a failed rank), 130 (Ctrl-C) or 143 (SIGTERM).
+
+Threads: each rank gets its share of the cores this process may use, OMP_NUM_THREADS =
+max(1, cores // N) in the ranks' environment (``rank_environment``), unless the user set
+OMP_NUM_THREADS (then every rank takes that). Without it N CPU ranks would each start one
+intra-op thread per core, N times too many, spinning in each other's barriers.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 
@@ -19,6 +25,27 @@ from ..errors import UserError
 MAX_NPROC = 256
 #: the command line of this process (set by ``infinitygan.cli.main``): what ``--nproc`` runs again
 ARGV: list[str] = []
+#: set beside OMP_NUM_THREADS when ``launch`` chose it (not the user): training then still leaves
+#: cores to its data-loader workers (``training.options.cpu_threads``)
+THREADS_FROM_NPROC = "INFINITYGAN_NPROC_THREADS"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all of them where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def rank_environment(nproc: int, environ=None) -> dict[str, str]:
+    """What ``launch`` adds to the environment of ``nproc`` local ranks: OMP_NUM_THREADS, each
+    rank's share of the cores (max(1, cores // nproc)), unless ``environ`` (default os.environ)
+    sets OMP_NUM_THREADS already."""
+    environ = os.environ if environ is None else environ
+    if environ.get("OMP_NUM_THREADS"):
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, available_cores() // max(int(nproc), 1))), THREADS_FROM_NPROC: "1"}
 
 
 def relaunch(ctx, nproc: int | None) -> None:
@@ -60,6 +87,9 @@ def launch(nproc: int, argv: list[str]) -> int:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
                           monitor_interval=0.1, start_method="spawn")
+    added = rank_environment(nproc)
+    saved = {k: os.environ.get(k) for k in added}
+    os.environ.update(added)  # (the ranks inherit this process's environment)
     try:
         elastic_launch(config, sys.executable)("-m", "infinitygan", *strip_nproc(argv))
     except ChildFailedError as e:
@@ -74,4 +104,10 @@ def launch(nproc: int, argv: list[str]) -> int:
         return 143 if int(e.sigval) == 15 else 130
     except KeyboardInterrupt:
         return 130
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return 0

@@ -12,7 +12,8 @@ NAMES = ("tile", "batch", "device", "dtype", "max_memory", "force", "quiet", "np
 
 NPROC = click.option("--nproc", default=None, type=int,
                      help="run in N local processes that share the work (torch.distributed, like torchrun "
-                          "--standalone --nproc_per_node N; one GPU each on CUDA)")
+                          "--standalone --nproc_per_node N; one GPU each on CUDA; each rank gets cores // N "
+                          "threads unless OMP_NUM_THREADS is set)")
 
 
 def render_options(device: bool = True, force: bool = True, nproc: bool = True):

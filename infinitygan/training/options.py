@@ -75,17 +75,18 @@ def default_workers(device: torch.device) -> int:
 def cpu_threads(workers: int, local_processes: int) -> int:
     """Intra-op threads of a CPU training process.
 
-    OMP_NUM_THREADS, when set, wins. Otherwise the cores this process may use are shared by the
-    local training processes and their data-loader workers: max(1, cores // local processes -
-    workers). Oversubscribed OpenMP threads spin on their barriers, which made a 2-core machine
-    5-20x slower in our measurements, while the (procedural or decoded) data costs little.
+    OMP_NUM_THREADS, when the user set it, wins. Otherwise the cores this process may use are
+    shared by the local training processes and their data-loader workers: max(1, cores // local
+    processes - workers) (also under ``--nproc``, whose launcher sets OMP_NUM_THREADS to the
+    ranks' share without the workers: ``parallel.launch.rank_environment``). Oversubscribed
+    OpenMP threads spin on their barriers, which made a 2-core machine 5-20x slower in our
+    measurements, while the (procedural or decoded) data costs little.
     """
-    if os.environ.get("OMP_NUM_THREADS"):
+    from ..parallel.launch import THREADS_FROM_NPROC, available_cores
+
+    if os.environ.get("OMP_NUM_THREADS") and not os.environ.get(THREADS_FROM_NPROC):
         return torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", local_processes))
     return max(1, cores // max(local, 1) - int(workers))
 
