@@ -96,6 +96,9 @@ def init_model(preset: str = "tiny", seed: int = 0) -> Model:
     if seed >= 2 ** 63:
         raise UserError(f"the weights' seed must be below 2^63, got {seed}")
     cfg = load_config(preset)
+    from .io.resources import check_model_memory
+
+    check_model_memory(cfg, f"the generator of {cfg.name}", generator=2)  # its weights, and their copy on saving
     torch.manual_seed(seed)
     return Model(build_generator(cfg).eval(), cfg)
 
@@ -121,8 +124,8 @@ def checked_generator(path, state: dict[str, torch.Tensor], cfg: ModelConfig) ->
     if bad:
         raise UserError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}); "
                         "the model is unusable")
-    gen = build_generator(cfg)
-    own = gen.state_dict()
+    with torch.device("meta"):  # shapes only: a small file's config may declare layers of gigabytes
+        own = build_generator(cfg).state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
@@ -131,5 +134,9 @@ def checked_generator(path, state: dict[str, torch.Tensor], cfg: ModelConfig) ->
                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
                 if keys]
         raise UserError(f"{path}: model tensors do not match its config ({'; '.join(what)})")
+    from .io.resources import check_model_memory
+
+    check_model_memory(cfg, f"the generator of {path}")
+    gen = build_generator(cfg)
     gen.load_state_dict(state)
     return gen

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import UserError
+from .errors import UserError, shown
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -36,25 +34,25 @@ def _check(obj, where: str, ranges: dict[str, tuple]) -> None:
             if v is None and kind == "int | None":
                 continue
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-                raise UserError(f"{name} must be an integer, got {v!r}")
+                raise UserError(f"{name} must be an integer, got {shown(v)}")
         elif kind == "float":
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-                raise UserError(f"{name} must be a finite number, got {v!r}")
+                raise UserError(f"{name} must be a finite number, got {shown(v)}")
             setattr(obj, f.name, float(v))
             v = float(v)
         elif kind == "list[int]":
             if not isinstance(v, (list, tuple)) or not v or any(
                     isinstance(x, bool) or not isinstance(x, numbers.Integral) or not 1 <= x <= MAX_WIDTH for x in v):
-                raise UserError(f"{name} must be a non-empty list of integers in 1..{MAX_WIDTH}, got {v!r}")
+                raise UserError(f"{name} must be a non-empty list of integers in 1..{MAX_WIDTH}, got {shown(v)}")
             setattr(obj, f.name, [int(x) for x in v])
             continue
         elif kind == "str" and not isinstance(v, str):
-            raise UserError(f"{name} must be a string, got {v!r}")
+            raise UserError(f"{name} must be a string, got {shown(v)}")
         if f.name in ranges and v is not None:
             lo, hi = ranges[f.name]
             if (lo is not None and v < lo) or (hi is not None and v > hi):
                 span = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
-                raise UserError(f"{name} must be in {span}, got {v!r}")
+                raise UserError(f"{name} must be in {span}, got {shown(v)}")
 
 
 @dataclass
@@ -76,7 +74,7 @@ class CoordConfig:
         _check(self, "generator.coords", {"vertical_step": (1e-6, 1e3), "period": (2, 1 << 20),
                                           "train_vertical_positions": (1, 1 << 16)})
         if self.system not in ("scenery", "texture", "object"):
-            raise UserError(f"unknown coordinate system {self.system!r} (scenery, texture, object)")
+            raise UserError(f"unknown coordinate system {shown(self.system)} (scenery, texture, object)")
 
     @property
     def channels(self) -> int:
@@ -111,7 +109,7 @@ class GeneratorConfig:
                                    "gs_kernel": (1, 31), "gs_channels": (1, MAX_WIDTH), "n_up": (1, 8),
                                    "ts_input": (1, 256)})
         if self.arch not in ("infinitygan", "stylegan2-nci", "stylegan2-nci-pfg"):
-            raise UserError(f"generator.arch must be infinitygan, stylegan2-nci or stylegan2-nci-pfg, got {self.arch!r}")
+            raise UserError(f"generator.arch must be infinitygan, stylegan2-nci or stylegan2-nci-pfg, got {shown(self.arch)}")
         if len(self.ts_channels) != 2 * self.n_up:
             raise UserError(f"ts_channels needs {2 * self.n_up} entries (2 per upsampling stage)")
         if self.gs_kernel % 2 == 0:
@@ -191,13 +189,17 @@ class ModelConfig:
 
     def __post_init__(self):
         if not isinstance(self.name, str):
-            raise UserError(f"config name must be a string, got {self.name!r}")
+            raise UserError(f"config name must be a string, got {shown(self.name)}")
         if isinstance(self.generator, dict):
             self.generator = _from_dict(GeneratorConfig, self.generator, "generator")
         if isinstance(self.discriminator, dict):
             self.discriminator = _from_dict(DiscriminatorConfig, self.discriminator, "discriminator")
         if isinstance(self.training, dict):
             self.training = _from_dict(TrainingConfig, self.training, "training")
+        for section, kind in (("generator", GeneratorConfig), ("discriminator", DiscriminatorConfig),
+                              ("training", TrainingConfig)):
+            if not isinstance(getattr(self, section), kind):
+                raise UserError(f"{section} must be a mapping of its settings, got {shown(getattr(self, section))}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -218,9 +220,10 @@ def _from_dict(cls, d: dict[str, Any], where: str):
     if not isinstance(d, dict):
         raise UserError(f"{where}: expected a mapping, got {type(d).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+    unknown = sorted(str(k) for k in set(d) - names)
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        text = ", ".join(unknown)
+        raise UserError(f"{where}: unknown key(s) {text if len(text) <= 80 else text[:77] + '...'}")
     return cls(**d)
 
 
@@ -237,9 +240,13 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
             raise UserError(f"unknown preset {str(name_or_path)!r} (choose from: {', '.join(list_presets())})")
     elif not path.is_file():
         raise UserError(f"config file not found: {path}")
+    from .io import safe_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
+        data = safe_yaml.load(path.read_text())
+    except UserError as e:
+        raise UserError(f"cannot parse {path}: {e}") from None
+    except (UnicodeDecodeError, ValueError) as e:
         raise UserError(f"cannot parse {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None

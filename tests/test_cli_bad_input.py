@@ -165,3 +165,230 @@ def test_a_pickled_inception_file_is_refused_without_torchs_advice(tmp_path):
         _read_state_dict(tmp_path / "inception.pth")
     msg = str(e.value)
     assert "\n" not in msg and "weights_only" not in msg and "nothing in it was unpickled" in msg
+
+
+# ------------------------------------------------------------------- issue 31: hostile input
+def _refused(capsys, args, needle: str | None = None) -> str:
+    """``args`` end with exit status 2 and exactly one line on stderr (containing ``needle``)."""
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("infinitygan: error:"), (rc, err)
+    assert needle is None or needle in err[0], err
+    return err[0]
+
+
+def _bomb(levels: int = 6, width: int = 10) -> str:
+    """YAML whose aliases expand to width ** levels values (10^6 here: 60 KB of reprs if a
+    regression let it through, never gigabytes)."""
+    lines = ["a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bombs_are_refused_before_expansion(tmp_path, monkeypatch, capsys):
+    """A config, a scene and a run's config.yaml whose anchors expand a few hundred bytes to
+    millions of values: refused while composing (the value is never built nor printed)."""
+    monkeypatch.chdir(tmp_path)
+    bomb = _bomb()
+    assert len(bomb) < 600
+    (tmp_path / "c.yaml").write_text(bomb + "generator: {zg_dim: *a5}\n")
+    for args in (["init", "--preset", "c.yaml", "--out", "m.safetensors"],
+                 ["train", "--config", "c.yaml", "--out", "run", "--quiet"]):
+        _refused(capsys, args, "anchors and aliases")
+    (tmp_path / "s.yaml").write_text(bomb + "seed: *a5\n")
+    _refused(capsys, ["generate", "--scene", "s.yaml", "--out", "o.png"], "anchors and aliases")
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.yaml").write_text(bomb + "name: x\n")
+    _refused(capsys, ["train", "--out", run, "--resume", "--quiet"], "anchors and aliases")
+    (tmp_path / "r.yaml").write_text("a: &a [*a]\ngenerator: {}\n")  # an alias inside itself
+    _refused(capsys, ["init", "--preset", "r.yaml", "--out", "m.safetensors"], "recursive")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "old", "r.yaml", "s.yaml"]
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+
+
+def test_a_few_aliases_still_load(tmp_path):
+    from infinitygan.io import safe_yaml
+
+    assert safe_yaml.load("a: &x [1, 2]\nb: *x\nc: {<<: {k: 1}}\n") == {"a": [1, 2], "b": [1, 2], "c": {"k": 1}}
+
+
+def test_messages_show_a_value_cut_short(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("generator: {zg_dim: [" + ", ".join(["123456"] * 5000) + "]}\n")
+    line = _refused(capsys, ["init", "--preset", "c.yaml", "--out", "m.safetensors"], "generator.zg_dim")
+    assert len(line) < 200 and "..." in line
+    (tmp_path / "c.yaml").write_text("generator: {zg_dim: " + "9" * 5000 + "}\n")  # beyond int's digit limit
+    assert len(_refused(capsys, ["init", "--preset", "c.yaml", "--out", "m.safetensors"])) < 200
+
+
+@pytest.mark.parametrize("where", ["init", "train", "resume"])
+def test_a_section_that_is_not_a_mapping(tmp_path, monkeypatch, capsys, where):
+    """``generator: [1, 2]`` (also in a run's config.yaml on --resume): one line, not an
+    AttributeError."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("generator: [1, 2]\n")
+    if where == "init":
+        _refused(capsys, ["init", "--preset", "c.yaml", "--out", "m.safetensors"], "generator must be a mapping")
+    elif where == "train":
+        _refused(capsys, ["train", "--config", "c.yaml", "--out", "run", "--quiet"], "generator must be a mapping")
+        assert not (tmp_path / "run").exists()
+    else:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "config.yaml").write_text("generator: [1, 2]\n")
+        _refused(capsys, ["train", "--out", "run", "--resume", "--quiet"], "generator must be a mapping")
+
+
+def _png_header(path, width: int, height: int) -> None:
+    """A 57-byte PNG (header, an empty data chunk, the end) that promises width x height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [60000, 10000])  # beyond Pillow's bomb limit; beyond its warning's and ours
+def test_a_scene_mask_of_60000_squared_pixels_is_refused_from_its_header(tmp_path, monkeypatch, capsys, side):
+    monkeypatch.chdir(tmp_path)
+    _png_header(tmp_path / "m.png", side, side)
+    (tmp_path / "s.yaml").write_text("centres:\n  - {seed: 1, mask: {file: m.png, x: 0, y: 0}}\n")
+    _refused(capsys, ["generate", "--scene", "s.yaml", "--out", "o.png"], "megapixels")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_model_files_that_are_not_files(tmp_path, capsys, tiny_model_file):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it would block forever
+    for target in ("/dev/null", "/dev/zero", fifo):
+        _refused(capsys, ["info", target], "not a regular file")
+        _refused(capsys, ["generate", "--model", target, "--out", tmp_path / "o.png"], "not a regular file")
+    # a truncated model whose header length's low byte is 0x80 (the first byte of a pickle)
+    data = bytearray(tiny_model_file.read_bytes()[:300])
+    data[0], data[1] = 0x80, 0x02
+    (tmp_path / "cut.safetensors").write_bytes(bytes(data))
+    line = _refused(capsys, ["info", tmp_path / "cut.safetensors"], "truncated or corrupt")
+    assert "pickle" not in line
+
+
+def test_an_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch, capsys, tiny_model_file):
+    """Mode 000 (root reads it anyway, so open is made to refuse as it would for a user)."""
+    import builtins
+    import shutil
+
+    import infinitygan.io.checkpoint as ck
+
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    shutil.copy(tiny_model_file, tmp_path / "m.safetensors")
+    shutil.copy(tiny_model_file, run / "ckpt-00000001.safetensors")
+
+    def no_access(path, *a, **k):
+        if str(path).endswith(".safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *a, **k)
+
+    monkeypatch.setattr(ck, "open", no_access, raising=False)
+    _refused(capsys, ["info", tmp_path / "m.safetensors"], "permission denied")
+    _refused(capsys, ["info", tmp_path / "run"], "permission denied")
+
+
+def test_an_unreadable_checkpoint_as_a_user(tmp_path, capsys, tiny_model_file):
+    import os
+    import shutil
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 000")
+    shutil.copy(tiny_model_file, tmp_path / "m.safetensors")
+    (tmp_path / "m.safetensors").chmod(0)
+    _refused(capsys, ["info", tmp_path / "m.safetensors"], "permission denied")
+
+
+def test_outputs_in_places_that_hold_no_files(tmp_path, capsys):
+    (tmp_path / "f").write_text("a file")
+    _refused(capsys, ["generate", "--out", "/proc/a.png"], "not writable")
+    _refused(capsys, ["generate", "--out", tmp_path / "f" / "a.png"], "is a file, not a folder")
+    _refused(capsys, ["generate", "--out", tmp_path / "f" / "b" / "a.png"], "is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_a_refused_pickle_is_one_line_without_torch_warnings(tmp_path, capsys):
+    import argparse
+    import pickle
+
+    with open(tmp_path / "p.pkl", "wb") as f:  # protocol 4: torch.load warns about it
+        pickle.dump({"g_ema": argparse.Namespace(a=1)}, f, protocol=4)
+    _refused(capsys, ["convert-official", tmp_path / "p.pkl", "--out", tmp_path / "o.safetensors"], "refused")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_convert_official_refuses_nan_weights(tmp_path, capsys):
+    import torch
+
+    w = torch.zeros(4, 4)
+    w[0, 0] = float("nan")
+    torch.save({"g_ema": {"texture_synthesizer.mapping.1.weight": w}}, tmp_path / "nan.pt")
+    _refused(capsys, ["convert-official", tmp_path / "nan.pt", "--out", tmp_path / "o.safetensors"], "NaN")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_text_files_as_inception_weights(tmp_path, monkeypatch, capsys, tiny_model_file):
+    monkeypatch.chdir(tmp_path)
+    for name in ("w.pth", "w.safetensors"):
+        (tmp_path / name).write_text("these are not weights\n")
+        _refused(capsys, ["eval", "--metric", "fid", "--model", tiny_model_file, "--num", 2,
+                          "--inception-weights", name], "Inception weights")
+
+
+@pytest.mark.parametrize("manifest", ["[1, 2]", '{"format": "infinitygan-export", "format_version": 1}',
+                                      '{"format": "infinitygan-export", "format_version": 1, "graphs": {"mapping": '
+                                      '{"file": "m.onnx"}, "structure": {"file": "s.onnx"}, "texture": {"file": '
+                                      '"t.onnx"}}, "latents": {"zg_dim": "many"}}'])
+def test_a_malformed_export_manifest(tmp_path, capsys, manifest):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "manifest.json").write_text(manifest)
+    _refused(capsys, ["generate", "--runtime", "onnx", "--model", tmp_path / "exp", "--out", tmp_path / "o.png"],
+             "manifest.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+@pytest.fixture(scope="module")
+def tiny_latents(tiny_model_file, tmp_path_factory):
+    """A latents file of a 32x32 photo (a 2-step inversion)."""
+    import numpy as np
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("lat")
+    Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(d / "p.png")
+    assert main([str(a) for a in ("invert", d / "p.png", "--model", tiny_model_file, "--steps", 2, "--w-samples",
+                                  20, "--quiet", "--out", d / "p.safetensors")]) == 0
+    return d / "p.safetensors"
+
+
+@pytest.mark.parametrize("period", ['"-5"', "-5", "5.5", "true", "1e400", "999999999999"])
+def test_a_latents_file_with_a_bad_period(tmp_path, capsys, tiny_model_file, tiny_latents, period):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_latents), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["period"] = period
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
+    _refused(capsys, ["generate", "--model", tiny_model_file, "--latents", tmp_path / "bad.safetensors",
+                      "--out", tmp_path / "o.png"], "corrupt latents file")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_outpaint_never_advises_an_invalid_period(tmp_path, capsys, tiny_model_file, tiny_latents):
+    line = _refused(capsys, ["outpaint", "--latents", tiny_latents, "--model", tiny_model_file, "--cyclic", 15,
+                             "--height", 32, "--out", tmp_path / "o.png"], "multiple of 16")
+    assert "invert with --cyclic 15" not in line

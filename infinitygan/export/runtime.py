@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from ..geometry import Geometry
 from ..tiling import Region, plan_region, tile_unit
 
@@ -97,21 +97,55 @@ def canvas_coords(coords: dict, row0: int, rows: int, col0: int, cols: int) -> n
     return out.astype(np.float32)
 
 
+def _fields(m: dict, section: str, ranges: dict[str, tuple[int, int]], folder: Path) -> dict:
+    """``m[section]``: a mapping whose ``ranges`` fields are integers in range (UserError if not)."""
+    part = m.get(section)
+    if not isinstance(part, dict):
+        raise UserError(f"{folder}: manifest.json has no {section} mapping (a damaged or hand-edited export)")
+    for k, (lo, hi) in ranges.items():
+        v = part.get(k)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise UserError(f"{folder}: manifest.json {section}.{k} must be an integer in {lo}..{hi}, got {shown(v)}")
+    return part
+
+
+def check_manifest(m, folder: Path) -> dict:
+    """The manifest of an export folder, checked for what this runtime reads (UserError, one line)."""
+    if not isinstance(m, dict):
+        raise UserError(f"{folder}: manifest.json is not a mapping (got {type(m).__name__}); export the model again")
+    if m.get("format") != "infinitygan-export" or m.get("format_version") != 1:
+        raise UserError(f"{folder}: an export of another format version ({shown(m.get('format_version'))})")
+    if m.get("runtime", "onnx") != "onnx":
+        raise UserError(f"{folder} holds a {shown(m.get('runtime'))} export: --runtime onnx needs "
+                        "`infinitygan export --format onnx`")
+    graphs = m.get("graphs")
+    if not isinstance(graphs, dict) or set(graphs) != {"mapping", "structure", "texture"} or not all(
+            isinstance(g, dict) and isinstance(g.get("file"), str) and Path(g["file"]).name == g["file"]
+            for g in graphs.values()):
+        raise UserError(f"{folder}: manifest.json must name the mapping, structure and texture graphs' files")
+    _fields(m, "latents", {"zg_dim": (1, 8192), "zl_dim": (1, 8192), "style_dim": (1, 8192), "n_styles": (1, 64)},
+            folder)
+    _fields(m, "geometry", {"lattice": (2, 256), "n_up": (1, 8), "gs_layers": (0, 32), "gs_kernel": (1, 31)}, folder)
+    coords = _fields(m, "coordinates", {"period_cells": (2, 1 << 20)}, folder)
+    step = coords.get("vertical_step")
+    if coords.get("system") not in ("scenery", "texture", "object") or isinstance(step, bool) or not isinstance(
+            step, (int, float)) or not math.isfinite(step):
+        raise UserError(f"{folder}: manifest.json coordinates must name a system (scenery, texture, object) and a "
+                        "finite vertical_step")
+    return m
+
+
 class OnnxRenderer:
     """The three graphs of an export folder, run tile by tile on the plain canvas of a seed."""
 
     def __init__(self, folder: str | Path, threads: int | None = None):
         folder = Path(folder)
         try:
-            self.manifest = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError):
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError, RecursionError):
             raise UserError(f"{folder} is not an export folder (no readable manifest.json; see `infinitygan "
                             "export`)") from None
-        if self.manifest.get("format") != "infinitygan-export" or self.manifest.get("format_version") != 1:
-            raise UserError(f"{folder}: an export of another format version ({self.manifest.get('format_version')})")
-        if self.manifest.get("runtime", "onnx") != "onnx":
-            raise UserError(f"{folder} holds a {self.manifest.get('runtime')} export: --runtime onnx needs "
-                            "`infinitygan export --format onnx`")
+        self.manifest = check_manifest(manifest, folder)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -119,8 +153,12 @@ class OnnxRenderer:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
-        self.sessions = {k: ort.InferenceSession(str(folder / g["file"]), opts, providers=["CPUExecutionProvider"])
-                         for k, g in self.manifest["graphs"].items()}
+        try:
+            self.sessions = {k: ort.InferenceSession(str(folder / g["file"]), opts, providers=["CPUExecutionProvider"])
+                             for k, g in self.manifest["graphs"].items()}
+        except Exception as e:  # a missing, truncated or foreign graph file
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise UserError(f"{folder}: cannot load its ONNX graphs ({first})") from None
         geo = self.manifest["geometry"]
         self.geometry = Geometry(geo["n_up"], geo["gs_layers"], geo["gs_kernel"])
         self.unit = tile_unit(self.geometry)

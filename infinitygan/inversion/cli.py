@@ -241,13 +241,16 @@ def cyclic_latents(model, lat, cyclic: int | None, latents_path):
     """``lat`` for a cyclic panorama of period ``cyclic`` (None: as it is): a plain inversion serves
     when the period is a whole number of the model's coordinate periods, else it must have been
     inverted for that period."""
-    if cyclic is not None and lat.period is None and native_period(model, cyclic):
+    if cyclic is None:
+        return lat
+    from .footprint import footprint
+    from .invert import check_period
+
+    # a period no inversion accepts is refused as such (not answered with "invert with --cyclic P")
+    check_period(cyclic, footprint(model.generator.geometry, lat.region), model.generator.geometry.lattice)
+    if lat.period is None and native_period(model, cyclic):
         import dataclasses
 
-        from .footprint import footprint
-        from .invert import check_period
-
-        check_period(cyclic, footprint(model.generator.geometry, lat.region), model.generator.geometry.lattice)
         lat = dataclasses.replace(lat, period=cyclic)  # plain coordinates are periodic here already
     if cyclic is not None and cyclic != lat.period:
         raise UserError(f"{latents_path} was inverted for period {lat.period} (invert again with --cyclic {cyclic})"

@@ -31,7 +31,7 @@ import torch
 
 from ..errors import UserError
 from ..io.checkpoint import save_safetensors
-from ..io.images import check_writable
+from ..io.images import check_input_file, check_writable
 from ..latents import Canvas, noise_level
 from ..synthesis import Region
 from .footprint import Footprint, Window, footprint
@@ -139,9 +139,7 @@ def load_latents(path: str | Path, model=None) -> Latents:
     """Read a latents file; with ``model``, check it was inverted with that model (UserError if not)."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"latents file not found: {path}")
+    path = check_input_file(path, "latents file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -159,7 +157,8 @@ def load_latents(path: str | Path, model=None) -> Latents:
         noises = [tensors[f"noise.{j}"].float() for j in range(len(noise_origins))]
         options = json.loads(meta.get("options", "{}"))
         period = json.loads(meta.get("period", "null"))
-        period = None if period is None else int(period)
+        if period is not None and (isinstance(period, bool) or not isinstance(period, int)):
+            raise ValueError("period")
         metrics = json.loads(meta.get("metrics", "{}"))
     except (KeyError, ValueError, TypeError, UserError):
         raise UserError(f"{path}: corrupt latents file (missing or malformed entries)") from None
@@ -169,6 +168,10 @@ def load_latents(path: str | Path, model=None) -> Latents:
     mask = tensors["mask"].numpy() if "mask" in tensors else None
     lat = Latents(zg, styles, zl, noises, fp, region, meta.get("model", ""), target, mask, options, metrics,
                   meta.get("source", ""), period)
+    if period is not None and (period <= 0 or period % lattice_of(lat) or period // lattice_of(lat) < zl.shape[-1]
+                               or period > 2 ** 31):
+        raise UserError(f"{path}: corrupt latents file (its cyclic period {period} is not a positive multiple of "
+                        f"{lattice_of(lat)} pixels that holds the image)")
     if model is not None:
         check_latents_fit(lat, model, path)
     return lat

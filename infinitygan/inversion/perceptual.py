@@ -29,7 +29,9 @@ def backbone_cache_path(net: str = "vgg") -> Path:
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        from ..io.checkpoint import load_pickled_tensors
+
+        state = load_pickled_tensors(path)
     except Exception as e:  # corrupt or not a state dict
         raise UserError(f"cannot read LPIPS weights {path}: {type(e).__name__}") from None
     if not isinstance(state, dict):

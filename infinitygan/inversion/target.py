@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..io.images import open_image
 
 
 #: largest image an inversion takes (pixels): its autograd graph over the footprint grows with
@@ -22,11 +23,9 @@ def _open(path: Path):
 
     if not path.is_file():
         raise UserError(f"image not found: {path}")
+    img = open_image(path, MAX_PIXELS, f"inversion takes at most {MAX_PIXELS // 2**20} megapixels (crop or "
+                                       "downscale it)")
     try:
-        img = Image.open(path)  # reads the header only
-        if img.width * img.height > MAX_PIXELS:
-            raise UserError(f"image {path} is {img.width}x{img.height}: inversion takes at most "
-                            f"{MAX_PIXELS // 2**20} megapixels (crop or downscale it)")
         img.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise UserError(f"cannot read image {path} (unreadable or not an image)") from None

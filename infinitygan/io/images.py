@@ -73,14 +73,67 @@ def check_output_path(path: str | Path) -> Path:
     return check_writable(path)
 
 
+def check_input_file(path: str | Path, what: str) -> Path:
+    """``path`` when it is a regular file; UserError "WHAT not found" or "WHAT is not a regular
+    file" (a folder, /dev/zero, a named pipe: reading those would block, never end, or fail)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} not found: {path}")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise UserError(f"{what} {path} is {kind}")
+    return path
+
+
 def check_writable(path: Path) -> Path:
     """UserError unless ``path``'s folder exists and ``path`` can be (re)written there."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
+        above = folder
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if above.exists() and not above.is_dir():
+            raise UserError(f"output folder {folder} cannot exist: {above} is a file, not a folder")
         raise UserError(f"output folder does not exist: {folder}")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"output is not writable: {path}")
+    try:  # what os.access cannot tell: /proc, /sys, read-only mounts (even for root)
+        fd, probe = tempfile.mkstemp(prefix=".infinitygan-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"output is not writable: {path} (its folder refuses new files: {e.strerror or e})") from None
     return path
+
+
+def open_image(path: str | Path, max_pixels: int, why: str):
+    """A Pillow image of ``path`` whose header (not its pixels) has been read, refusing in one
+    line (UserError) a file that is not a readable image and one of more than ``max_pixels``
+    pixels (before decoding: a few bytes of PNG header can promise 60000 x 60000 pixels).
+    ``why`` ends the size message, e.g. "inversion takes at most 4 megapixels"."""
+    from PIL import Image, UnidentifiedImageError
+
+    import warnings
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # Pillow's warning above 89 megapixels: the limit is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only
+    except FileNotFoundError:
+        raise UserError(f"image not found: {path}") from None
+    except Image.DecompressionBombError as e:  # Pillow's own limit, checked from the header too
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)) / 2 ** 20:,.0f} megapixels" if m else "too many pixels"
+        raise UserError(f"image {path} holds {size}: {why}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise UserError(f"cannot read image {path} (unreadable or not an image)") from None
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise UserError(f"image {path} is {img.width}x{img.height}: {why}")
+    return img
 
 
 def _gb(n: int) -> str:

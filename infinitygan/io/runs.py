@@ -25,6 +25,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import UserError
 from .checkpoint import load_model_file
+from .resources import TooLarge
 
 KIND = "training-checkpoint"
 CONFIG_FILE = "config.yaml"
@@ -82,21 +83,29 @@ def load_newest_checkpoint(run: str | Path, device: str | torch.device = "cpu"
     if not ckpts:
         raise UserError(f"{run} holds no checkpoint (expected {checkpoint_dir(run)}/ckpt-*.safetensors)")
     bad: list[Path] = []
+    why: list[str] = []  # what kept each unreadable one out, once
     for path in reversed(ckpts):
         try:
             state, cfg, meta = load_model_file(path, device=device)
-        except Exception:  # UserError from the header check, safetensors errors on truncated data
+        except TooLarge:
+            raise  # an older checkpoint of the same run is no smaller
+        except Exception as e:  # UserError from the header check, safetensors errors on truncated data
             bad.append(path)
+            reason = getattr(e, "reason", "truncated or corrupt")
+            if reason not in why:
+                why.append(reason)
             continue
         if not is_training_checkpoint(meta):
             bad.append(path)
+            if "truncated or corrupt" not in why:
+                why.append("truncated or corrupt")
             continue
         if bad:
             names = ", ".join(p.name for p in bad)
-            warnings.warn(f"checkpoint {names} of {run} is unreadable (truncated or corrupt); "
+            warnings.warn(f"checkpoint {names} of {run} is unreadable ({', '.join(why)}); "
                           f"using {path.name}", stacklevel=2)
         return path, state, cfg, meta
-    raise UserError(f"no readable checkpoint in {checkpoint_dir(run)} ({len(bad)} truncated or corrupt)")
+    raise UserError(f"no readable checkpoint in {checkpoint_dir(run)} ({len(bad)} {' or '.join(why)})")
 
 
 def load_model_or_run(path: str | Path, device: str | torch.device = "cpu"

@@ -58,12 +58,17 @@ def find_weights(weights: str | os.PathLike | None = None) -> Path:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    from ..io.checkpoint import load_pickled_tensors
+
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception:  # not safetensors, truncated
+            raise UserError(f"cannot read Inception weights {path}: not a safetensors file, or truncated") from None
     try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        sd = load_pickled_tensors(path)
     except Exception:  # torch's own message suggests weights_only=False: not advice to give
         raise UserError(f"cannot read Inception weights {path}: not a plain file of tensors (it holds other objects, "
                         "or is truncated); nothing in it was unpickled") from None

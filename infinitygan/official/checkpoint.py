@@ -18,6 +18,8 @@ from ..config import CoordConfig, DiscriminatorConfig, GeneratorConfig, ModelCon
 from ..errors import UserError
 from ..discriminator import Discriminator
 from ..generator import Generator
+from ..io.checkpoint import load_pickled_tensors
+from ..io.images import check_input_file
 from ..nn import blur_kernel_121
 
 SS = "structure_synthesizer.implicit_model.conv_stack"
@@ -66,12 +68,9 @@ def safe_load(path: str | Path):
     """The object an authors' checkpoint file holds, loaded with ``weights_only=True`` and the
     numpy-scalar allowlist: a file holding anything that could run code, a truncated file or
     another format is refused with one line (UserError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+    path = check_input_file(path, "checkpoint")
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return load_pickled_tensors(path, _numpy_safe_globals())
     except Exception as e:  # refused globals, truncated files, other formats
         raise _refusal(path, e) from None
 
@@ -100,6 +99,10 @@ def read_official_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
         raise UserError(f"{path} is not an InfinityGAN checkpoint of the authors' code (no 'g_ema' generator)")
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path}: the generator state holds non-tensor entries")
+    bad = [str(k) for k, v in obj.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # refused here: `info` and `generate` would refuse the converted file
+        raise UserError(f"{path}: {len(bad)} generator tensor(s) hold NaN or infinite values (e.g. {bad[0]}); "
+                        "the model is unusable")
     return obj, info
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..coords import HORIZON_ROW
-from ..errors import UserError, check_int
+from ..errors import UserError, check_int, shown
 from .field import Box, Mask, Place, Point
 
 
@@ -130,9 +130,9 @@ class Scene:
             if path.suffix.lower() == ".json":
                 data = json.loads(text)
             else:
-                import yaml
+                from ..io import safe_yaml
 
-                data = yaml.safe_load(text)
+                data = safe_yaml.load(text)
         except Exception as e:  # noqa: BLE001 - any parse error is the user's file
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"scene file {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {msg}") from None
@@ -185,7 +185,7 @@ def _int(v: Any, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         if isinstance(v, float) and v.is_integer():
             return int(v)
-        raise UserError(f"{what} must be an integer, got {v!r}")
+        raise UserError(f"{what} must be an integer, got {shown(v)}")
     return v
 
 
@@ -195,9 +195,9 @@ def _ints(v: Any, n: int, what: str) -> list[int]:
         try:
             v = [int(p) for p in v]
         except ValueError:
-            raise UserError(f"{what} must be {n} integers, got {v!r}") from None
+            raise UserError(f"{what} must be {n} integers, got {shown(v)}") from None
     if not isinstance(v, (list, tuple)) or len(v) != n:
-        raise UserError(f"{what} must be {n} integers, got {v!r}")
+        raise UserError(f"{what} must be {n} integers, got {shown(v)}")
     return [_int(p, what) for p in v]
 
 
@@ -242,7 +242,7 @@ def _centre(c: Any, base: Path, what: str) -> StyleCentre:
 
 def _path(base: Path, p: Any) -> Path:
     if not isinstance(p, str):
-        raise UserError(f"a file name must be a string, got {p!r}")
+        raise UserError(f"a file name must be a string, got {shown(p)}")
     q = Path(p)
     return q if q.is_absolute() else base / q
 
@@ -262,19 +262,29 @@ def _resample(r: Any, what: str) -> Resample:
     return Resample(x, y, w, h, _int(r["seed"], f"{what}: seed"))
 
 
+#: largest mask image (pixels), refused from its header before decoding
+MAX_MASK_PIXELS = 64 * 2 ** 20
+
+
 def load_mask(path: Path, what: str = "mask") -> np.ndarray:
     """A PNG (or any image Pillow reads) as a boolean mask: pixels brighter than half (alpha
     counts when present). (h, w) bool."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
+    from ..io.images import open_image
+
+    if not path.exists():
+        raise UserError(f"{what}: mask file {path} not found")
     try:
-        with Image.open(path) as im:
+        with open_image(path, MAX_MASK_PIXELS, f"a mask holds at most {MAX_MASK_PIXELS // 2**20} megapixels") as im:
             im.load()
             if im.mode in ("RGBA", "LA") or "transparency" in im.info:
                 a = np.asarray(im.convert("RGBA"))
                 m = (a[..., 3] >= 128) & (a[..., :3].mean(-1) >= 128)
             else:
                 m = np.asarray(im.convert("L")) >= 128
+    except UserError as e:  # too large, not an image
+        raise UserError(f"{what}: mask {e}") from None
     except FileNotFoundError:
         raise UserError(f"{what}: mask file {path} not found") from None
     except (UnidentifiedImageError, OSError, ValueError):

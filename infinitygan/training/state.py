@@ -88,10 +88,7 @@ def check_resume_config(run: Path, cfg: ModelConfig, stored: ModelConfig | None 
     """UserError when ``cfg`` differs from the run's config (RUN/config.yaml, else ``stored``)."""
     path = Path(run) / runs.CONFIG_FILE
     if path.is_file():
-        try:
-            stored = ModelConfig.from_dict(yaml.safe_load(path.read_text()) or {})
-        except (yaml.YAMLError, TypeError) as e:
-            raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+        stored = _read_config(path)
     if stored is None:
         return
     a, b = trajectory_fields(stored), trajectory_fields(cfg)
@@ -109,10 +106,19 @@ def load_run_config(run: Path) -> ModelConfig:
         if not runs.list_checkpoints(run):
             raise UserError(f"{run} has no config.yaml: pass --preset or --config")
         return runs.load_newest_checkpoint(run)[2]
+    return _read_config(path)
+
+
+def _read_config(path: Path) -> ModelConfig:
+    """A run's config.yaml (alias bombs, malformed sections: UserError naming the file)."""
+    from ..io import safe_yaml
+
     try:
-        return ModelConfig.from_dict(yaml.safe_load(path.read_text()) or {})
-    except (yaml.YAMLError, TypeError) as e:
-        raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+        return ModelConfig.from_dict(safe_yaml.load(path.read_text()) or {})
+    except UserError as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
 
 
 # ------------------------------------------------------------------------- optimizers
