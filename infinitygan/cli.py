@@ -49,7 +49,7 @@ def init(preset: str, seed: int, out: str):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
 @render_options()
 @click.pass_context
-def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, out, **kw):
+def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, out, nproc, **kw):
     """Synthesize the region (x, y, width, height) of image SEED to a file.
 
     Memory stays bounded whatever the size: .tif and .npy hold one tile, .png one short row of
@@ -59,8 +59,9 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, 
     canvas (seed, scene or latents) and rank 0 writes the same bytes as one process.
     """
     if runtime == "onnx":
-        return _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, kw)
+        return _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, nproc, kw)
     from .api import load_model
+    from .parallel.launch import relaunch
     from .render import Job, SeedSource, run
     from .scene.cli import NAMES as SCENE_NAMES
     from .scene.cli import scene_from_options
@@ -76,6 +77,7 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, 
                             "--fusion-kernel, --scene)")
         from .inversion.cli import latents_job
 
+        relaunch(ctx, nproc)
         return run(lambda: latents_job(model_path, seed, width, height, x, y, latents_path), out, options, quiet)
     if scene is not None:
         from .scene.api import SceneSource, scene_region
@@ -88,10 +90,11 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, 
             model = load_model(model_path)
             return Job(model, SeedSource(seed), model.region(2048 if width is None else width,
                                                              256 if height is None else height, x, y))
+    relaunch(ctx, nproc)  # --nproc N: this command line in N ranks (after every check: errors are said once)
     run(build, out, options, quiet)
 
 
-def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, kw) -> None:
+def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, nproc, kw) -> None:
     """``generate --runtime onnx``: an export folder through onnxruntime; imports no torch."""
     from .scene.cli import NAMES as SCENE_NAMES
 
@@ -107,7 +110,7 @@ def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, kw)
     for name, v in (("--width", width), ("--height", height)):
         if v is not None and v <= 0:
             raise UserError(f"{name} must be positive, got {v}")
-    if kw.get("nproc") not in (None, 1):
+    if nproc not in (None, 1):
         raise UserError("--runtime onnx runs in one process (no --nproc)")
     from .export.runtime import generate_onnx
 
@@ -166,9 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
-    from .parallel import launch
-
-    launch.ARGV = list(sys.argv[1:] if argv is None else argv)
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     try:
-        status = cli.main(args=argv, prog_name="infinitygan", standalone_mode=False)
+        args = list(sys.argv[1:] if argv is None else argv)
+        # the command line travels with the dispatch (``--nproc`` runs it again: parallel.launch.relaunch)
+        status = cli.main(args=args, prog_name="infinitygan", standalone_mode=False, obj={"argv": args})
     except UserError as e:
         click.echo(f"infinitygan: error: {e}", err=True)
         return 2

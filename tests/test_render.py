@@ -100,3 +100,24 @@ def test_commands_that_tile_refuse_the_zero_padded_baseline(tmp_path, capsys, mo
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "padding-free generator" in err[0], err
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_parsing_render_options_has_no_side_effects(tmp_path, capsys, tiny_model_file, monkeypatch):
+    """`--nproc` is the dispatch's: a bad option is refused once, by this process, before any rank
+    starts; a good command line is handed to the launcher as given (no module global)."""
+    import infinitygan.parallel.launch as launch
+    from infinitygan.render.cli_options import options_from
+
+    kw = {"tile": 32, "batch": None, "device": "cpu", "dtype": "float32", "max_memory": None, "force": False,
+          "quiet": True, "nproc": 2, "other": 1}
+    options, quiet = options_from(kw)
+    assert options.tile == 32 and quiet and kw == {"nproc": 2, "other": 1}  # the rest is the command's
+    launched = []
+    monkeypatch.setattr(launch, "launch", lambda nproc, argv: launched.append((nproc, argv)) or 0)
+    args = ["generate", "--model", str(tiny_model_file), "--width", "32", "--height", "32", "--nproc", "2",
+            "--out", str(tmp_path / "x.png"), "--quiet"]
+    assert main([*args, "--tile", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--tile" in err[0] and launched == [], err
+    assert main(args) == 0
+    assert launched == [(2, args)] and not list(tmp_path.iterdir())  # the ranks would render; none ran here

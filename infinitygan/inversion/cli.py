@@ -53,14 +53,14 @@ def inversion_options(f):
     return f
 
 
-def one_process(what: str) -> None:
-    """GAN inversion runs in one process: refuse it under torchrun in one line (every rank would
-    repeat the same optimisation)."""
+def one_process(what: str, nproc: int | None = None) -> None:
+    """GAN inversion runs in one process: refuse it under torchrun or ``--nproc N`` in one line
+    (every rank would repeat the same optimisation)."""
     from ..parallel.env import launched
 
-    if launched():
-        raise UserError(f"{what} runs in one process: run it without torchrun (torchrun shares the rendering of "
-                        "`generate --latents` and `outpaint --latents` among ranks)")
+    if launched() or (nproc is not None and nproc > 1):
+        raise UserError(f"{what} runs in one process: run it without torchrun or --nproc (they share the "
+                        "rendering of `generate --latents` and `outpaint --latents` among ranks)")
 
 
 def _config(kw: dict, seed: int):
@@ -184,13 +184,15 @@ def invert_cmd(image, model_path, x, y, seed, cyclic, preview, out, quiet, **kw)
 @click.option("--save-latents", default=None, type=click.Path(dir_okay=False), help="also save the inversion of PHOTO")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
 @render_options(device=False)
-def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, image_x, image_y, seed, invert_seed,
-                 feather, resample, save_latents, out, **kw):
+@click.pass_context
+def outpaint_cmd(ctx, photo, latents_path, model_path, width, height, cyclic, x, y, image_x, image_y, seed,
+                 invert_seed, feather, resample, save_latents, out, nproc, **kw):
     """Extend a photo (or an inversion) to WIDTH x HEIGHT: the inverted latents inside, the canvas
     of SEED outside; different seeds give different continuations. Streams any size; under
     torchrun (with --latents) the ranks share the tiles."""
     from ..api import load_model
     from ..io.images import check_output
+    from ..parallel.launch import relaunch
     from ..render import Job, run
     from .latents_file import check_latents_output, load_latents
     from .outpaint import LatentsSource, outpaint_region
@@ -200,7 +202,7 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, i
     if (photo is None) == (latents_path is None):
         raise UserError("give either a PHOTO or --latents FILE")
     if photo is not None:
-        one_process("outpainting a PHOTO (its inversion)")
+        one_process("outpainting a PHOTO (its inversion)", nproc)
     if width is None:
         if cyclic is None:
             raise UserError("--width is required (or --cyclic PERIOD)")
@@ -234,6 +236,7 @@ def outpaint_cmd(photo, latents_path, model_path, width, height, cyclic, x, y, i
         return Job(model, LatentsSource(lat, seed, region, feather, rs), region,
                    f"at x={region.x}, y={region.y}; seed {seed}")
 
+    relaunch(ctx, nproc)  # --nproc N: this command line in N ranks (after every check: errors are said once)
     run(build, out, options, quiet)
 
 
@@ -295,13 +298,15 @@ def latents_job(model_path, seed, width, height, x, y, latents_path):
 @click.option("--save-latents", default=None, help="PREFIX: also save PREFIX-left.safetensors and PREFIX-right.safetensors")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy")
 @render_options(device=False)
-def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, height, x, y, fusion_kernel,
-                  save_latents, out, **kw):
+@click.pass_context
+def inbetween_cmd(ctx, left, right, distance, model_path, seed, invert_seed, width, height, x, y, fusion_kernel,
+                  save_latents, out, nproc, **kw):
     """Join LEFT and RIGHT (photos or latents files of `invert`) placed DISTANCE pixels apart:
     the canvas of SEED between them, their inverted styles joined by spatial style fusion.
     Under torchrun (two latents files) the ranks share the tiles."""
     from ..api import load_model
     from ..io.images import check_output
+    from ..parallel.launch import relaunch
     from ..render import Job, run
     from ..synthesis import Region
     from .inbetween import InbetweenSource, pair_region, place_pair
@@ -317,7 +322,7 @@ def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, h
         raise UserError(f"--fusion-kernel must be a positive odd number, got {fusion_kernel}")
     is_lat = [Path(p).suffix.lower() == ".safetensors" for p in (left, right)]
     if not all(is_lat):
-        one_process("inbetweening photos (their inversion)")
+        one_process("inbetweening photos (their inversion)", nproc)
     if save_latents is not None:
         for side in ("left", "right"):
             check_latents_output(f"{save_latents}-{side}.safetensors")
@@ -363,4 +368,5 @@ def inbetween_cmd(left, right, distance, model_path, seed, invert_seed, width, h
         return Job(model, InbetweenSource(lats, seed, fusion_kernel), region,
                    f"at x={region.x}, y={region.y}; images at x={regions[0].x} and x={regions[1].x}")
 
+    relaunch(ctx, nproc)  # --nproc N: this command line in N ranks (after every check: errors are said once)
     run(build, out, options, quiet)

@@ -23,8 +23,6 @@ from ..errors import UserError
 
 #: most local processes of one command
 MAX_NPROC = 256
-#: the command line of this process (set by ``infinitygan.cli.main``): what ``--nproc`` runs again
-ARGV: list[str] = []
 #: set beside OMP_NUM_THREADS when ``launch`` chose it (not the user): training then still leaves
 #: cores to its data-loader workers (``training.options.cpu_threads``)
 THREADS_FROM_NPROC = "INFINITYGAN_NPROC_THREADS"
@@ -50,10 +48,19 @@ def rank_environment(nproc: int, environ=None) -> dict[str, str]:
 
 def relaunch(ctx, nproc: int | None) -> None:
     """In a command: with ``--nproc N`` (N > 1) run this command line in N ranks and exit with
-    their status; otherwise return and let the command run here."""
+    their status; otherwise return and let the command run here. The command line is the one
+    ``infinitygan.cli.main`` dispatched (``ctx.obj["argv"]``)."""
     if nproc is None or nproc == 1:
         return
-    ctx.exit(launch(nproc, ARGV))
+    ctx.exit(launch(nproc, command_line(ctx)))
+
+
+def command_line(ctx) -> list[str]:
+    """The arguments ``infinitygan.cli.main`` dispatched to this command (what ``--nproc`` runs again)."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, dict) or "argv" not in obj:
+        raise UserError("--nproc runs the command line again: start the command through infinitygan.cli.main")
+    return list(obj["argv"])
 
 
 def strip_nproc(argv: list[str]) -> list[str]:

@@ -1,8 +1,15 @@
 """The render options of every file-writing command, declared once:
 
-    @render_options()                      # --tile --batch --device --dtype --max-memory --force --quiet
-    def cmd(..., **kw):
+    @render_options()                      # --tile --batch --device --dtype --max-memory --force --quiet --nproc
+    @click.pass_context
+    def cmd(ctx, ..., nproc, **kw):
         options, quiet = options_from(kw)  # a checked RenderOptions (UserError: one line, exit 2)
+        ...                                # the command's own checks
+        relaunch(ctx, nproc)               # the dispatch: with --nproc N, N ranks run the command line
+
+Parsing has no side effects; running the command line again in N processes is the command's
+last step before the work (``parallel.launch.relaunch``), after every check, so a bad option is
+reported once by this process, not once per rank.
 """
 from __future__ import annotations
 
@@ -47,12 +54,10 @@ def render_options(device: bool = True, force: bool = True, nproc: bool = True):
 
 
 def options_from(kw: dict):
-    """Pop the render options from a command's keyword arguments: (RenderOptions, quiet). With
-    ``--nproc N`` (N > 1) the command line runs again in N ranks and this process exits."""
-    from ..parallel.launch import relaunch
+    """Pop the render options from a command's keyword arguments: (RenderOptions, quiet). No side
+    effects: ``--nproc`` is the command's own parameter, for its dispatch (``relaunch``)."""
     from .options import RenderOptions
 
-    relaunch(click.get_current_context(), kw.pop("nproc", None))
     quiet = bool(kw.pop("quiet", False))
     options = RenderOptions(tile=kw.pop("tile", None), batch=kw.pop("batch", None), device=kw.pop("device", "auto"),
                             dtype=kw.pop("dtype", "float32"), max_memory_mb=kw.pop("max_memory", None),
