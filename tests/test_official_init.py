@@ -36,12 +36,46 @@ def run_cli(capsys, *args):
     return rc, out, err
 
 
-def with_adam_state(their: dict, seed: int = 0) -> dict:
-    """Their checkpoint with non-empty Adam states (as after many iterations)."""
+@pytest.fixture(scope="module")
+def outputs():
+    """What their training iteration recorded (Adam's state after each optimizer's second step,
+    by parameter name, in the order their driver walked ``named_parameters()``)."""
+    return torch.load(CKPT.parent / "train_outputs.pt", weights_only=True)
+
+
+def listed_g_order() -> list[str]:
+    """Their G's ``parameters()`` order from their own listings (../shared/fixtures/official/):
+    the reduced-width model's keys in ``state_dict()`` order, without the buffers the full
+    listing names (state_dict = each module's parameters, then its buffers, then its children,
+    so removing the buffers leaves the parameters in ``parameters()`` order)."""
+    from conftest import official_fixture
+
+    tiny = json.loads(official_fixture("g_ema_keys_tiny.json").read_text())
+    full = json.loads(official_fixture("g_ema_keys_full.json").read_text())
+    buffers = set(full["buffer_keys"])
+    assert [k for k, *_ in tiny["keys"]] == [k for k, *_ in full["keys"]]  # (their README: same keys, same order)
+    return [k for k, *_ in tiny["keys"] if k not in buffers]
+
+
+def recorded_order(outputs: dict, net: str) -> list[str]:
+    """The ``net`` parameters their run recorded Adam state for, in the recorded order (PL: G's
+    second step, R1: D's)."""
+    head = f"{'PL' if net == 'g' else 'R1'}/adam_exp_avg_sq/{net}."
+    return [k[len(head):] for k in outputs if k.startswith(head)]
+
+
+def independent_order(outputs: dict, net: str) -> list[str]:
+    """Their ``parameters()`` order, from their listings, not from our importer."""
+    return listed_g_order() if net == "g" else recorded_order(outputs, "d")
+
+
+def with_adam_state(their: dict, outputs: dict, seed: int = 0) -> dict:
+    """Their checkpoint with non-empty Adam states (as after many iterations), indexed in their
+    parameter order as their listings give it."""
     g = torch.Generator().manual_seed(seed)
     obj = dict(their)
     for net in ("g", "d"):
-        names = O.official_parameter_names(their[net], net)
+        names = independent_order(outputs, net)
         state = {i: {"step": float(100 + i), "exp_avg": torch.randn(their[net][n].shape, generator=g),
                      "exp_avg_sq": torch.rand(their[net][n].shape, generator=g)} for i, n in enumerate(names)}
         obj[f"{net}_optim"] = {"state": state, "param_groups": their[f"{net}_optim"]["param_groups"]}
@@ -49,9 +83,89 @@ def with_adam_state(their: dict, seed: int = 0) -> dict:
     return obj
 
 
-def test_import_maps_every_tensor_and_adam_slot(their, tmp_path):
+def test_their_parameter_order_is_the_one_their_listings_give(their, outputs):
+    """The order their Adam state is indexed by, as our importer derives it from a state dict,
+    equals their key listings' (G, both listings) and their run's record (D; G without the
+    unused constant input, which never gets a gradient, hence no Adam state)."""
+    assert len(their["g_optim"]["param_groups"][0]["params"]) == len(listed_g_order())
+    assert O.official_parameter_names(their["g"], "g") == listed_g_order()
+    from conftest import official_fixture
+
+    full = json.loads(official_fixture("g_ema_keys_full.json").read_text())
+    full_keys = [k for k, *_ in full["keys"]]
+    assert O.official_parameter_names(dict.fromkeys(full_keys), "g") == \
+        [k for k in full_keys if k not in set(full["buffer_keys"])]
+    d_names = O.official_parameter_names(their["d"], "d")
+    assert d_names == recorded_order(outputs, "d") and len(d_names) == len(their["d_optim"]["param_groups"][0]["params"])
+    g_rec = recorded_order(outputs, "g")
+    assert [n for n in listed_g_order() if n in set(g_rec)] == g_rec
+    assert set(listed_g_order()) - set(g_rec) == {"texture_synthesizer.const_z.input"}
+
+
+def test_their_recorded_adam_state_lands_on_the_same_parameters(their, outputs, tmp_path):
+    """Their run's own Adam state (exp_avg_sq and step after each optimizer's second step, by
+    name), indexed as their optimizers index it: each value is imported onto our parameter of the
+    same name (convert_g_key / convert_d_key), whatever our importer thinks the order is."""
+    obj = dict(their)
+    g = torch.Generator().manual_seed(1)
+    for net in ("g", "d"):
+        ph = "PL" if net == "g" else "R1"
+        state = {}
+        for i, name in enumerate(independent_order(outputs, net)):
+            sq = outputs.get(f"{ph}/adam_exp_avg_sq/{net}.{name}")
+            if sq is not None:  # (G's constant input: no gradient, no state, as in their optimizer)
+                state[i] = {"step": float(outputs[f"{ph}/adam_step/{net}.{name}"]),
+                            "exp_avg": torch.randn(sq.shape, generator=g), "exp_avg_sq": sq.float()}
+        obj[f"{net}_optim"] = {"state": state, "param_groups": their[f"{net}_optim"]["param_groups"]}
     path = tmp_path / "theirs.pth.tar"
-    obj = with_adam_state(their)
+    torch.save(obj, path)
+    cfg, tensors, _ = official_training_state(path, TrainingConfig(batch_size=4))
+    from infinitygan.discriminator import Discriminator
+    from infinitygan.generator import Generator
+
+    for net, module, prefix, conv in (("g", Generator(cfg.generator), runs.G_OPTIM, O.convert_g_key),
+                                      ("d", Discriminator(cfg.discriminator, cfg.generator.patch_size), runs.D_OPTIM,
+                                       O.convert_d_key)):
+        ours = [n for n, _ in module.named_parameters()]
+        ph = "PL" if net == "g" else "R1"
+        seen = set()
+        for name in recorded_order(outputs, net):
+            j = ours.index(conv(name))
+            want = O.squeeze_leading(name, outputs[f"{ph}/adam_exp_avg_sq/{net}.{name}"]).float()
+            assert torch.equal(tensors[f"{prefix}{j}.exp_avg_sq"], want), name
+            assert float(tensors[f"{prefix}{j}.step"]) == 2.0
+            seen.add(j)
+        assert seen == set(range(len(ours)))  # every parameter of ours has its Adam state
+
+
+@pytest.mark.parametrize("net", ["g", "d"])
+def test_a_partial_adam_state_is_refused(their, outputs, tmp_path, capsys, net):
+    """Adam state for some parameters but not all (a truncated or edited file): one line, exit 2,
+    no run; an empty state (a fresh optimizer) is accepted."""
+    from infinitygan.errors import UserError
+
+    obj = with_adam_state(their, outputs)
+    names = independent_order(outputs, net)
+    dropped = names.index(next(n for n in names if n.endswith("bias")))
+    del obj[f"{net}_optim"]["state"][dropped]
+    path = tmp_path / "partial.pth.tar"
+    torch.save(obj, path)
+    with pytest.raises(UserError, match=f"'{net}_optim' holds Adam state for {len(names) - 2 if net == 'g' else len(names) - 1} of"):
+        official_training_state(path, TrainingConfig(batch_size=4))
+    out = tmp_path / "run"
+    rc, _, err = run_cli(capsys, "train", "--init-from", path, "--data", "procedural", "--out", out,
+                         "--iterations", 100, "--workers", 0, "--quiet")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "refusing a partial optimizer state" in lines[0], err
+    assert not out.exists()
+    obj[f"{net}_optim"]["state"] = {}
+    torch.save(obj, path)
+    official_training_state(path, TrainingConfig(batch_size=4))  # fresh: fine
+
+
+def test_import_maps_every_tensor_and_adam_slot(their, outputs, tmp_path):
+    path = tmp_path / "theirs.pth.tar"
+    obj = with_adam_state(their, outputs)
     torch.save(obj, path)
     cfg, tensors, meta = official_training_state(path, TrainingConfig(batch_size=4))
     assert meta["iteration"] == str(int(their["iter"]))
@@ -64,7 +178,7 @@ def test_import_maps_every_tensor_and_adam_slot(their, tmp_path):
     for net, module, prefix, opt_prefix, conv in (("g", G, runs.G, runs.G_OPTIM, O.convert_g_key),
                                                   ("d", D, runs.D, runs.D_OPTIM, O.convert_d_key)):
         ours = [n for n, _ in module.named_parameters()]
-        names = O.official_parameter_names(their[net], net)
+        names = independent_order(outputs, net)
         mapped = 0
         for i, name in enumerate(names):
             new = conv(name)

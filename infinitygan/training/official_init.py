@@ -21,6 +21,12 @@ Unit conversions:
 * Their modulated-conv weights (and their Adam moments) carry a leading axis of 1, dropped.
 * Their generator's unused constant input (``texture_synthesizer.const_z.input``) has an Adam
   slot and no counterpart here: its state is dropped.
+
+Their Adam state must cover every parameter that has a counterpart here, or none (a fresh
+optimizer): a partial state is refused in one line. The parameter order their Adam state is
+indexed by (``official.official_parameter_names``) is checked in tests/test_official_init.py
+against their own listings: the ordered G key listing of ../shared/fixtures/official/ and the
+D parameters as their training run recorded them.
 """
 from __future__ import annotations
 
@@ -100,8 +106,22 @@ def _adam_tensors(opt, their_state: dict[str, torch.Tensor], net: str, module: t
                 raise UserError(f"{path}: '{net}_optim' {k} of {name} does not match the parameter's shape")
             out[f"{prefix}{i}.{k}"] = t.detach().float().clone()
         out[f"{prefix}{i}.step"] = torch.tensor(_float(st["step"], f"{net}_optim step", path), dtype=torch.float32)
+    _check_complete(out, prefix, ours, net, path)
     g = groups[0]
     return out, {"lr": g.get("lr"), "betas": tuple(g.get("betas", ())), "eps": g.get("eps")}
+
+
+def _check_complete(out: dict[str, torch.Tensor], prefix: str, ours: dict[str, int], net: str, path: Path) -> None:
+    """Adam state for every parameter of ours, or for none (a fresh optimizer, as in a checkpoint
+    saved before its first step): a partial state (a truncated or edited file, another model's
+    optimizer) is refused rather than silently continued with some moments reset."""
+    have = {int(k[len(prefix):].split(".", 1)[0]) for k in out}
+    if not have or len(have) == len(ours):
+        return
+    missing = sorted(n for n, i in ours.items() if i not in have)
+    raise UserError(f"{path}: '{net}_optim' holds Adam state for {len(have)} of the {len(ours)} parameters "
+                    f"(none for {missing[0]}{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}): "
+                    "refusing a partial optimizer state")
 
 
 def official_training_state(path: str | Path, training: TrainingConfig, name: str | None = None
