@@ -9,7 +9,7 @@ import warnings
 
 import click
 
-from .errors import UserError
+from .errors import LostPeer, UserError
 from .render.cli_options import options_from, render_options
 from .scene.cli import scene_options
 
@@ -171,14 +171,20 @@ def main(argv: list[str] | None = None) -> int:
 
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     previous = None
+    status = 143
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)  # training installs its own while it runs
     try:
-        return _main(argv)
+        status = _main(argv)
     finally:
         warnings.showwarning = shown
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            try:
+                signal.signal(signal.SIGTERM, previous)
+            except Terminated:  # a launcher's SIGTERM while the command was already ending
+                signal.signal(signal.SIGTERM, previous)
+                status = status or 143
+    return status
 
 
 def _main(argv: list[str] | None) -> int:
@@ -187,6 +193,9 @@ def _main(argv: list[str] | None) -> int:
         # the command line travels with the dispatch (``--nproc`` runs it again: parallel.launch.relaunch)
         status = cli.main(args=args, prog_name="infinitygan", standalone_mode=False, obj={"argv": args})
     except UserError as e:
+    except LostPeer as e:  # every surviving rank says it: the group is gone, nobody reports for it
+        click.echo(f"infinitygan: error: {e}", err=True)
+        return 1
         click.echo(f"infinitygan: error: {e}", err=True)
         return 2
     except click.exceptions.Exit as e:

@@ -1,4 +1,5 @@
-"""The project's one exception for bad input, and the integer check every boundary uses."""
+"""The project's one exception for bad input, the lost-peer error of distributed runs, and the
+integer check every boundary uses."""
 from __future__ import annotations
 
 import numbers
@@ -6,6 +7,12 @@ import numbers
 
 class UserError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+class LostPeer(Exception):
+    """A process of the torch.distributed group ended (killed, crashed, its machine gone) while
+    this one waited on it: one line on stderr, exit code 1 (torchrun's elastic agent then restarts
+    the group when --max-restarts allows)."""
 
 
 def check_int(name: str, value, minimum: int | None = None) -> int:

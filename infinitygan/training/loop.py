@@ -95,6 +95,69 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
     (None, or the name of the signal that stopped the run)}.
     """
     run = Path(run_dir)
+    dev = resolve_device(options.device)
+    if options.workers is None:
+        options = dataclasses.replace(options, workers=default_workers(dev))
+    _, world, _ = dist_.env_world()
+    error = seed_ckpt = dataset = None
+    try:  # every rank checks for itself; under torchrun the errors are gathered, naming the node
+        seed_ckpt = _starting_point(cfg, run, seed, resume, init)
+        tc = cfg.training
+        if tc.batch_size % world:
+            raise UserError(f"global batch {tc.batch_size} is not divisible by the {world} processes")
+        if tc.full_size < cfg.generator.patch_size:
+            raise UserError(f"full_size {tc.full_size} is smaller than the patch size {cfg.generator.patch_size}")
+        dataset = open_dataset(data, tc.full_size, tc.pre_resize, seed=0)  # bad data: before any work
+        check_training_memory(cfg, dataset, options.workers, tc.batch_size // world)
+    except UserError as e:
+        if world == 1:
+            raise
+        error = str(e)
+
+    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    if options.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    ctx = dist_.setup(dev)
+    prev_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    # the signals are only noted over the clean-up too: torchrun's SIGTERM to the survivors of a
+    # lost worker must not turn their one LostPeer line into a KeyboardInterrupt
+    with StopSignals() as stop:
+        try:
+            if ctx.device.type == "cpu":
+                torch.set_num_threads(cpu_threads(options.workers, ctx.world_size))
+                if options.keep_freed_memory:  # the train command's process only: glibc cannot undo it
+                    keep_freed_memory()  # no page faults on every iteration's reallocated activations
+            if ctx.device.type == "cuda" and options.tf32:
+                torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            if ctx.distributed:  # a cluster: the same run folder, data and checkpoint on every node
+                dist_.check_setup(ctx, error)
+                dist_.check_shared_folder(ctx, run, "the run folder")
+                dist_.check_same(ctx, f"the number of images in {data!r}", len(dataset))
+                at = int(seed_ckpt[1][1].get("iteration", 0)) if seed_ckpt[1] is not None else 0
+                dist_.check_same(ctx, f"the iteration to start from (the checkpoints of {run})", at)
+            seed, ckpt = seed_ckpt
+            del seed_ckpt
+            try:
+                return _run(cfg, dataset, run, seed, ctx, options, ckpt, stop)
+            except Exception as e:
+                if ctx.distributed and dist_.is_lost_peer(e):
+                    raise dist_.lost_peer(ctx, e) from None
+                raise
+        finally:
+            torch.set_num_threads(prev_threads)
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev_tf32
+            dist_.teardown(ctx)
+            if options.deterministic:
+                torch.use_deterministic_algorithms(prev_det)
+
+
+def _starting_point(cfg: ModelConfig, run: Path, seed: int | None, resume: bool,
+                    init: tuple[dict, dict] | None) -> tuple[int, tuple[dict, dict] | None]:
+    """(seed, (tensors, metadata) to start from or None): the resume checks (``--resume``, or a
+    group that torchrun restarted), or a new run in an empty ``run`` (from ``init`` if given)."""
     S.check_writable_dir(run)
     existing = runs.list_checkpoints(run)
     ckpt = None
@@ -113,47 +176,7 @@ def train(cfg: ModelConfig, data: str, run_dir: str | Path, seed: int | None = N
         raise UserError(f"{run} already holds checkpoints: use --resume to continue it, or another --out")
     elif init is not None:
         ckpt = init
-    seed = 0 if seed is None else int(seed)
-
-    dev = resolve_device(options.device)
-    if options.workers is None:
-        options = dataclasses.replace(options, workers=default_workers(dev))
-    _, world, _ = dist_.env_world()
-    tc = cfg.training
-    if tc.batch_size % world:
-        raise UserError(f"global batch {tc.batch_size} is not divisible by the {world} processes")
-    if tc.full_size < cfg.generator.patch_size:
-        raise UserError(f"full_size {tc.full_size} is smaller than the patch size {cfg.generator.patch_size}")
-    dataset = open_dataset(data, tc.full_size, tc.pre_resize, seed=0)  # bad data: before any process group
-
-    prev_det, prev_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    if options.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    ctx = dist_.setup(dev)
-    prev_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    try:
-        if ctx.device.type == "cpu":
-            torch.set_num_threads(cpu_threads(options.workers, ctx.world_size))
-            if options.keep_freed_memory:  # the train command's process only: glibc cannot undo it
-                keep_freed_memory()  # no page faults on every iteration's reallocated activations
-        if ctx.device.type == "cuda" and options.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        with StopSignals() as stop:
-            try:
-                return _run(cfg, dataset, run, seed, ctx, options, ckpt, stop)
-            except Exception as e:
-                if ctx.distributed and dist_.is_lost_peer(e):
-                    raise dist_.lost_peer(ctx, e) from None
-                raise
-    finally:
-        torch.set_num_threads(prev_threads)
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev_tf32
-        dist_.teardown(ctx)
-        if options.deterministic:
-            torch.use_deterministic_algorithms(prev_det)
+    return (0 if seed is None else int(seed)), ckpt
 
 
 def elastic_restart_resumes(run: Path) -> bool:
