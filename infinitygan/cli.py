@@ -193,11 +193,11 @@ def _main(argv: list[str] | None) -> int:
         # the command line travels with the dispatch (``--nproc`` runs it again: parallel.launch.relaunch)
         status = cli.main(args=args, prog_name="infinitygan", standalone_mode=False, obj={"argv": args})
     except UserError as e:
+        click.echo(f"infinitygan: error: {e}", err=True)
+        return 2
     except LostPeer as e:  # every surviving rank says it: the group is gone, nobody reports for it
         click.echo(f"infinitygan: error: {e}", err=True)
         return 1
-        click.echo(f"infinitygan: error: {e}", err=True)
-        return 2
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort as e:
