@@ -37,7 +37,7 @@ def render_with_onnx(folder, model, seed: int, region: Region, tile: int) -> np.
             for k in ("mapping", "structure", "texture")}
     synth = model.synthesizer("cpu")
     canvas = model.canvas(seed)
-    tiles = list(synth.plan(region, tile))
+    tiles = list(synth.planner.tile_plan(region, tile))
     zl, coords, noises = synth._inputs(canvas, tiles)
     zg = canvas.zg().numpy()
     b = len(tiles)
@@ -72,6 +72,41 @@ def test_manifest_describes_the_files(exported, tiny_model):
     for k in ("mapping", "structure", "texture"):
         names = [i.name for i in ort.InferenceSession(str(exported / f"{k}.onnx")).get_inputs()]
         assert names == m["graphs"][k]["inputs"]
+
+
+def test_the_export_check_compares_with_the_engine(exported, tiny_model):
+    """``check_export`` (what ``export_onnx(check=True)`` runs): the graphs of the tiny model pass;
+    the same graphs against a model whose weights moved do not (one line)."""
+    import copy
+
+    import torch
+
+    from infinitygan.errors import UserError
+    from infinitygan.export.onnx import check_export
+
+    check_export(tiny_model, exported)
+    moved = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        next(moved.generator.texture.parameters()).add_(0.01)
+    with pytest.raises(UserError, match="texture.onnx differs from the engine by"):
+        check_export(moved, exported)
+
+
+def test_export_onnx_checks_unless_told_not_to(tiny_model, tmp_path, monkeypatch):
+    """With check=True a graph that is not a valid model is refused, its files removed and no
+    manifest written; check=False skips the check (and writes the manifest)."""
+    import torch
+
+    from infinitygan.errors import UserError
+    from infinitygan.export.onnx import export_onnx
+
+    monkeypatch.setattr(torch.onnx, "export", lambda module, args, path, **kw: Path(path).write_bytes(b"not onnx"))
+    with pytest.raises(UserError, match="mapping.onnx fails its check"):
+        export_onnx(tiny_model, tmp_path / "checked")
+    assert list((tmp_path / "checked").iterdir()) == []
+    export_onnx(tiny_model, tmp_path / "unchecked", check=False)
+    assert sorted(p.name for p in (tmp_path / "unchecked").iterdir()) == \
+        ["manifest.json", "mapping.onnx", "structure.onnx", "texture.onnx"]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -141,6 +176,14 @@ def test_generate_with_the_onnx_runtime_imports_no_torch_and_matches(exported, t
     (["--runtime", "onnx"], "export folder"),
     (["--runtime", "onnx", "--model", "."], "not an export folder"),
     (["--runtime", "onnx", "--model", "EXPORTED", "--style", "1@0,0"], "plain seeds"),
+    # the engine's RenderOptions, with its limits; what the runtime cannot honour is refused, not ignored
+    (["--runtime", "onnx", "--model", "EXPORTED", "--batch", "2000"], "--batch must be at most 1,024"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--tile", "0"], "--tile must be >= 1"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--device", "tpu"], "unknown device"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--device", "mps:0"], "available"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--dtype", "float16"], "float32"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--max-memory", "64"], "give --tile"),
+    (["--runtime", "onnx", "--model", "EXPORTED", "--nproc", "2"], "one process"),
 ])
 def test_onnx_runtime_bad_input(exported, tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)
@@ -220,9 +263,10 @@ def page_tiles(web, url: str, want: list[str], viewport: tuple[int, int], extra_
 
 def assert_servers_tiles(tiles, model, seed: int):
     """Every page tile equals `serve`'s tile of the same key within 2/255 (measured: 1 level)."""
+    from infinitygan.render import RenderOptions
     from infinitygan.serve.tiles import TileKey, TileRenderer
 
-    renderer = TileRenderer(model, "cpu", max_zoom=2)
+    renderer = TileRenderer(model, RenderOptions(device="cpu"), max_zoom=2)
     for name, got in tiles:
         s, z, x, y = (int(v) for v in name.split("/"))
         assert s == seed
@@ -295,7 +339,7 @@ def test_torchscript_export_reproduces_the_engine(tiny_model, tiny_model_file, t
     for tile, x in ((32, -40), (64, 2 ** 40)):
         region = Region(x, -24, 96, 80)
         canvas = tiny_model.canvas(7)
-        tiles = list(synth.plan(region, tile))
+        tiles = list(synth.planner.tile_plan(region, tile))
         zl, coords, noises = synth._inputs(canvas, tiles)
         zg = canvas.zg().expand(len(tiles), -1)
         with torch.no_grad():
