@@ -35,9 +35,8 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 def new_campaign(root: Path, name: str, moments: str) -> None:
     (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
-    r = cli("campaign", "new", name, "--root", root, "--moments", moments, "--options", RUNS_AS,
-            "--start", "train --config micro.yaml --seed 3 --iterations 4 --checkpoint-every 100")
-    assert r.returncode == 0, r.stderr
+    assert main(["campaign", "new", name, "--root", str(root), "--moments", moments, "--options", RUNS_AS,
+                 "--start", "train --config micro.yaml --seed 3 --iterations 4 --checkpoint-every 100"]) == 0
 
 
 def uninterrupted(root: Path, iterations: int) -> dict[str, torch.Tensor]:
@@ -81,6 +80,7 @@ def test_exact_moments_continue_bit_for_bit(tmp_path):
     assert [(r.event, r.iteration, r.images) for r in rows] == [("save", 4, 16)]
 
 
+@pytest.mark.slow
 def test_bf16_moments_continue_within_rounding(tmp_path):
     got, want, root = fresh_checkout_continues(tmp_path, "bf16")
     for prefix in ("g.", "d.", "g_ema."):
@@ -94,18 +94,28 @@ def test_bf16_moments_continue_within_rounding(tmp_path):
     assert state.stat().st_size < 0.75 * ckpt.stat().st_size
 
 
-def test_restored_state_is_the_saved_checkpoint(tmp_path):
+def train_in_process(root: Path, out: Path, iterations: int) -> Path:
+    """The campaign's start command run in this process (faster than a subprocess); its checkpoint."""
+    from infinitygan.config import load_config
+    from infinitygan.training.loop import train
+    from infinitygan.training.options import RunOptions
+
+    cfg = load_config(root / "micro.yaml").with_training(iterations=iterations, checkpoint_every=100)
+    train(cfg, "procedural", out, seed=3, options=RunOptions(device="cpu", workers=0, quiet=True, deterministic=True))
+    return out / "checkpoints" / f"ckpt-{iterations:08d}.safetensors"
+
+
+def test_restored_state_is_the_saved_checkpoint(tmp_path, capsys):
     """restore writes G, D, G_ema, step counts and pl_mean exactly; second moments to bf16."""
     root = tmp_path / "checkout"
     root.mkdir()
     new_campaign(root, "c", "bf16")
-    assert cli("campaign", "train", "c", "--root", root).returncode == 0
-    src = load_file(str(root / "runs" / "c" / "checkpoints" / "ckpt-00000004.safetensors"))
-    assert cli("campaign", "save", "c", "--root", root).returncode == 0
+    ckpt = train_in_process(root, root / "runs" / "c", 4)
+    src = load_file(str(ckpt))
+    assert main(["campaign", "save", "c", "--root", str(root)]) == 0
     shutil.rmtree(root / "runs")
-    r = cli("campaign", "restore", "c", "--root", root)
-    assert r.returncode == 0, r.stderr
-    back = load_file(str(root / "runs" / "c" / "checkpoints" / "ckpt-00000004.safetensors"))
+    assert main(["campaign", "restore", "c", "--root", str(root)]) == 0
+    back = load_file(str(ckpt))
     assert back.keys() == src.keys()
     for k in src:
         if k.endswith(".exp_avg"):
@@ -115,8 +125,10 @@ def test_restored_state_is_the_saved_checkpoint(tmp_path):
         else:
             assert torch.equal(back[k], src[k]), k
     assert (root / "runs" / "c" / "config.yaml").is_file()
+    capsys.readouterr()
     # a second restore finds the run up to date
-    assert json.loads(cli("campaign", "restore", "c", "--root", root).stdout)["restored"] is None
+    assert main(["campaign", "restore", "c", "--root", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out)["restored"] is None
 
 
 def test_compact_drops_first_moments_only():
@@ -176,28 +188,40 @@ def test_save_refuses_without_a_run_and_eval_spec_is_checked(tmp_path, capsys):
 def test_progress_log_round_trip(tmp_path):
     p = tmp_path / "progress.tsv"
     progress.append(p, progress.Row("save", 250, 2000, 0.25, note="first\tsave"))
-    progress.append(p, progress.Row("eval", 250, 2000, 0.25, {"swd_1x": 83.94, "swd_8x": 119.9}))
+    progress.append(p, progress.Row("eval", 250, 2000, 0.25, 0.3, {"swd_1x": 83.94, "swd_8x": 119.9}))
     rows = progress.read(p)
     assert [r.event for r in rows] == ["save", "eval"]
     assert rows[0].note == "first save" and rows[1].metrics == {"swd_1x": 83.94, "swd_8x": 119.9}
+    assert rows[1].cpu_hours == 0.3
     assert p.read_text().splitlines()[0].split("\t") == list(progress.COLUMNS)
 
 
-def test_a_checkpoint_from_elsewhere_becomes_the_state(tmp_path):
+def test_a_checkpoint_from_elsewhere_becomes_the_state(tmp_path, capsys):
     """`save --checkpoint FILE` (a lent GPU's run, or a fork): the state and runs/NAME continue from it."""
     root = tmp_path / "checkout"
     root.mkdir()
     new_campaign(root, "c", "bf16")
-    other = tmp_path / "gpu"
-    r = subprocess.run([sys.executable, "-m", "infinitygan", "train", "--config", "micro.yaml", "--seed", "3",
-                        "--iterations", "3", *RUNS_AS.split(), "--out", other], capture_output=True, text=True,
-                       timeout=300, cwd=root)
-    assert r.returncode == 0, r.stderr
-    ckpt = other / "checkpoints" / "ckpt-00000003.safetensors"
-    r = cli("campaign", "save", "c", "--root", root, "--checkpoint", ckpt, "--note", "from the GPU")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["iteration"] == 3
-    st = json.loads(cli("campaign", "status", "c", "--root", root).stdout)
+    ckpt = train_in_process(root, tmp_path / "gpu", 3)
+    assert main(["campaign", "save", "c", "--root", str(root), "--checkpoint", str(ckpt), "--note", "from the GPU"]) == 0
+    assert json.loads(capsys.readouterr().out)["iteration"] == 3
+    assert main(["campaign", "status", "c", "--root", str(root)]) == 0
+    st = json.loads(capsys.readouterr().out)
     assert (st["state_iteration"], st["run_iteration"]) == (3, 3)
-    r = cli("campaign", "save", "c", "--root", root, "--checkpoint", root / "micro.yaml")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert main(["campaign", "save", "c", "--root", str(root), "--checkpoint", str(root / "micro.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_budgets_stop_the_child_with_sigterm():
+    """run_budgeted: the wall-clock budget and the CPU-time budget each end a run with SIGTERM
+    (the training loop then checkpoints: test_training), and the CPU seconds are counted."""
+    from infinitygan.campaign.runner import run_budgeted
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    rc, wall, _ = run_budgeted(sleeper, 0.5, None)
+    assert rc == -15 and wall < 30
+    spinner = [sys.executable, "-c", "while True: pass"]
+    rc, wall, cpu = run_budgeted(spinner, 60, 0.5, poll=0.1)
+    assert rc == -15 and 0.4 <= cpu < 30, (wall, cpu)
+    rc, _, _ = run_budgeted([sys.executable, "-c", "pass"], None, None)
+    assert rc == 0

@@ -103,16 +103,18 @@ def restore_cmd(name, root):
 @click.argument("name")
 @click.option("--hours", default=None, type=float, help="wall-clock budget (SIGTERM, then the loop checkpoints)")
 @click.option("--seconds", default=None, type=float, help="the budget in seconds (instead of --hours)")
+@click.option("--cpu-hours", default=None, type=float,
+              help="CPU-time budget of the training process (fair between runs sharing cores; Linux)")
 @click.option("--iterations", default=None, type=int, help="the run's total (default: its own)")
 @ROOT
-def train_cmd(name, hours, seconds, iterations, root):
+def train_cmd(name, hours, seconds, cpu_hours, iterations, root):
     """Continue the campaign: restore runs/NAME if needed, then train --resume (or start it)."""
     from . import runner, spec
 
     if hours is not None and seconds is not None:
         raise UserError("pass --hours or --seconds, not both")
     budget = hours * 3600 if hours is not None else seconds
-    _emit(runner.train(spec.load(name, root), budget, iterations))
+    _emit(runner.train(spec.load(name, root), budget, iterations, cpu_hours * 3600 if cpu_hours is not None else None))
 
 
 @campaign.command("save")
@@ -120,15 +122,16 @@ def train_cmd(name, hours, seconds, iterations, root):
 @click.option("--note", default="", help="a note for the progress log")
 @click.option("--train-seconds", default=0.0, type=float,
               help="training wall seconds not counted by `campaign train` (a leg run by hand)")
+@click.option("--cpu-seconds", default=0.0, type=float, help="CPU seconds not counted by `campaign train`")
 @click.option("--checkpoint", default=None, type=click.Path(dir_okay=False),
               help="save this training checkpoint instead of runs/NAME's newest (one from a lent GPU, "
                    "or a fork that starts a new leg); runs/NAME then continues from it")
 @ROOT
-def save_cmd(name, note, train_seconds, checkpoint, root):
+def save_cmd(name, note, train_seconds, cpu_seconds, checkpoint, root):
     """Replace campaigns/NAME/state.safetensors with runs/NAME's newest checkpoint (then commit it)."""
     from . import runner, spec
 
-    _emit(runner.save(spec.load(name, root), note, train_seconds, checkpoint))
+    _emit(runner.save(spec.load(name, root), note, train_seconds, checkpoint, cpu_seconds))
 
 
 @campaign.command("eval")

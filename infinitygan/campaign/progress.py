@@ -1,8 +1,8 @@
 """A campaign's progress log: ``campaigns/NAME/progress.tsv``, one row per event, appended.
 
 Columns: ``date`` (UTC, ISO), ``event`` (``save``: a state was committed; ``eval``: a measurement;
-``note``), ``iteration``, ``images`` (seen so far), ``train_hours`` (the campaign's training wall
-time so far), ``metrics`` (``key=value`` pairs separated by spaces, e.g. ``swd_1x=83.9 swd_8x=119.9``)
+``note``), ``iteration``, ``images`` (seen so far), ``train_hours`` and ``cpu_hours`` (the
+campaign's training wall time and the training process's CPU time so far), ``metrics`` (``key=value`` pairs separated by spaces, e.g. ``swd_1x=83.9 swd_8x=119.9``)
 and ``note`` (free text, no tabs). The file is plain text so that ``git diff`` shows progress.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-COLUMNS = ("date", "event", "iteration", "images", "train_hours", "metrics", "note")
+COLUMNS = ("date", "event", "iteration", "images", "train_hours", "cpu_hours", "metrics", "note")
 EVENTS = ("save", "eval", "note")
 
 
@@ -23,6 +23,7 @@ class Row:
     iteration: int
     images: int
     train_hours: float
+    cpu_hours: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     note: str = ""
     date: str = ""
@@ -32,7 +33,7 @@ class Row:
         metrics = " ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
         note = " ".join(self.note.split())  # no tabs or newlines
         return "\t".join((date, self.event, str(self.iteration), str(self.images), f"{self.train_hours:.3f}",
-                          metrics, note))
+                          f"{self.cpu_hours:.3f}", metrics, note))
 
 
 def append(path: str | Path, row: Row) -> None:
@@ -67,10 +68,10 @@ def read(path: str | Path) -> list[Row]:
         parts = line.split("\t")
         if len(parts) != len(COLUMNS):
             continue
-        date, event, it, images, hours, metrics, note = parts
+        date, event, it, images, hours, cpu, metrics, note = parts
         try:
             rows.append(Row(event=event, iteration=int(it), images=int(images), train_hours=float(hours),
-                            metrics=_metrics(metrics), note=note, date=date))
+                            cpu_hours=float(cpu), metrics=_metrics(metrics), note=note, date=date))
         except ValueError:
             continue
     return rows

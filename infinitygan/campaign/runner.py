@@ -31,19 +31,52 @@ def run_for(cmd: list[str], seconds: float | None, env: dict | None = None, cwd:
             ) -> tuple[int, float]:
     """Run ``cmd``; after ``seconds`` (None: no limit) send it SIGTERM and wait for it to finish
     (a training run checkpoints and exits). Returns (exit code, wall seconds)."""
-    t0 = time.perf_counter()
+    rc, wall, _ = run_budgeted(cmd, seconds, None, env, cwd)
+    return rc, wall
+
+
+def _cpu_of(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux /proc; None when unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_budgeted(cmd: list[str], wall_s: float | None, cpu_s: float | None, env: dict | None = None,
+                 cwd: str | Path | None = None, poll: float = 1.0) -> tuple[int, float, float]:
+    """Run ``cmd`` until it ends, or send it SIGTERM once it has run ``wall_s`` seconds of wall
+    time or used ``cpu_s`` CPU seconds (None: no limit), then wait for it. Returns (exit code,
+    wall seconds, CPU seconds of the child and the children it waited for)."""
+    if cpu_s is not None and _cpu_of(os.getpid()) is None:
+        raise UserError("a CPU-time budget needs Linux's /proc: use a wall-clock budget")
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd)
     try:
-        try:
-            rc = proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait()
+        while True:
+            left = None if wall_s is None else wall_s - (time.perf_counter() - t0)
+            try:
+                rc = proc.wait(timeout=poll if left is None else max(min(poll, left), 0.01))
+                break
+            except subprocess.TimeoutExpired:
+                used = _cpu_of(proc.pid) if cpu_s is not None else None
+                if (left is not None and left <= 0) or (used is not None and used >= cpu_s):
+                    proc.send_signal(signal.SIGTERM)
+                    rc = proc.wait()
+                    break
     except BaseException:  # Ctrl-C here: the child got it too; let it checkpoint
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         raise
-    return rc, time.perf_counter() - t0
+    return rc, time.perf_counter() - t0, _children_cpu() - cpu0
 
 
 # ------------------------------------------------------------------------- clock
@@ -56,18 +89,22 @@ def _clock(c: Campaign) -> dict:
         return {}
 
 
-def _set_clock(c: Campaign, pending: float) -> None:
+def _set_clock(c: Campaign, wall: float, cpu: float) -> None:
     from ..io.images import atomic_path
 
     c.run.mkdir(parents=True, exist_ok=True)
     with atomic_path(c.run / CLOCK) as tmp:
-        tmp.write_text(json.dumps({"pending_seconds": round(pending, 1)}) + "\n")
+        tmp.write_text(json.dumps({"pending_seconds": round(wall, 1), "pending_cpu_seconds": round(cpu, 1)}) + "\n")
 
 
-def pending_seconds(c: Campaign) -> float:
-    """Training wall seconds of runs/NAME not yet in the state."""
-    v = _clock(c).get("pending_seconds", 0.0)
+def pending_seconds(c: Campaign, key: str = "pending_seconds") -> float:
+    """Training wall seconds (``pending_cpu_seconds``: CPU seconds) of runs/NAME not yet in the state."""
+    v = _clock(c).get(key, 0.0)
     return float(v) if isinstance(v, (int, float)) else 0.0
+
+
+def pending_cpu_seconds(c: Campaign) -> float:
+    return pending_seconds(c, "pending_cpu_seconds")
 
 
 # ------------------------------------------------------------------------ status
@@ -89,9 +126,11 @@ def status(c: Campaign) -> dict:
     return {"campaign": c.name, "goal": c.goal,
             "state_iteration": int(meta["iteration"]) if meta else None,
             "state_images": int(meta.get("images_seen", 0)) if meta else None,
-            "train_hours": round(float(meta.get("train_seconds", 0)) / 3600, 3) if meta else 0.0,
+            "train_hours": round(_spent(meta, "train_seconds") / 3600, 3),
+            "cpu_hours": round(_spent(meta, "cpu_seconds") / 3600, 3),
             "run": str(c.run), "run_iteration": run_iteration(c),
             "pending_hours": round(pending_seconds(c) / 3600, 3),
+            "pending_cpu_hours": round(pending_cpu_seconds(c) / 3600, 3),
             "last_eval": rows_last(rows, "eval")}
 
 
@@ -113,17 +152,19 @@ def restore(c: Campaign) -> Path | None:
     if have is not None and have >= int(meta["iteration"]):
         return None
     path = restore_checkpoint(c.state_path, c.run)
-    _set_clock(c, 0.0)
+    _set_clock(c, 0.0, 0.0)
     return path
 
 
 # ------------------------------------------------------------------------- train
-def train(c: Campaign, seconds: float | None = None, iterations: int | None = None, quiet_env: bool = False
+def train(c: Campaign, seconds: float | None = None, iterations: int | None = None, cpu_seconds: float | None = None
           ) -> dict:
     """Continue the campaign (restoring runs/NAME first when needed, else starting it) for at most
-    ``seconds`` of wall time, up to ``iterations`` in all (None: the run's own total)."""
-    if seconds is not None and seconds <= 0:
-        raise UserError(f"the training budget must be positive, got {seconds:g} s")
+    ``seconds`` of wall time and ``cpu_seconds`` of the training process's CPU time (None: no
+    limit), up to ``iterations`` in all (None: the run's own total)."""
+    for what, v in (("wall-clock", seconds), ("CPU-time", cpu_seconds)):
+        if v is not None and v <= 0:
+            raise UserError(f"the {what} budget must be positive, got {v:g} s")
     restored = restore(c)
     have = run_iteration(c)
     if have is None:
@@ -133,24 +174,24 @@ def train(c: Campaign, seconds: float | None = None, iterations: int | None = No
             raise UserError(f"campaign {c.name} is at iteration {have}: --iterations must be larger")
         cmd = c.resume_command(iterations)
     env = dict(os.environ, OMP_NUM_THREADS=str(c.threads), PYTHONUNBUFFERED="1")
-    rc, wall = run_for([sys.executable, "-m", "infinitygan", *cmd], seconds, env=env, cwd=c.root)
-    _set_clock(c, pending_seconds(c) + wall)
-    stopped_by_budget = rc == 128 + signal.SIGTERM
+    rc, wall, cpu = run_budgeted([sys.executable, "-m", "infinitygan", *cmd], seconds, cpu_seconds, env=env, cwd=c.root)
+    _set_clock(c, pending_seconds(c) + wall, pending_cpu_seconds(c) + cpu)
     if rc not in (0, 128 + signal.SIGTERM):
         raise UserError(f"campaign {c.name}: training exited with code {rc} (command: infinitygan {' '.join(cmd)})")
     return {"campaign": c.name, "restored": str(restored) if restored else None, "command": " ".join(cmd),
-            "exit_code": rc, "stopped_by_budget": stopped_by_budget, "wall_s": round(wall, 1),
-            "iteration": run_iteration(c)}
+            "exit_code": rc, "stopped_by_budget": rc == 128 + signal.SIGTERM, "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "iteration": run_iteration(c)}
 
 
 # -------------------------------------------------------------------------- save
-def save(c: Campaign, note: str = "", extra_seconds: float = 0.0, checkpoint: str | Path | None = None) -> dict:
+def save(c: Campaign, note: str = "", extra_seconds: float = 0.0, checkpoint: str | Path | None = None,
+         extra_cpu_seconds: float = 0.0) -> dict:
     """runs/NAME's newest checkpoint (or ``checkpoint``: one trained elsewhere, e.g. on a lent GPU
     by benchmarks/gpu_train.py, or a fork that starts a new leg) -> campaigns/NAME/state.safetensors
     (replaced atomically), and one ``save`` row in the progress log. Refuses to replace a newer
     state with an older checkpoint."""
-    if extra_seconds < 0:
-        raise UserError(f"--train-seconds must be >= 0, got {extra_seconds:g}")
+    if extra_seconds < 0 or extra_cpu_seconds < 0:
+        raise UserError(f"--train-seconds and --cpu-seconds must be >= 0, got {extra_seconds:g}, {extra_cpu_seconds:g}")
     if checkpoint is not None:
         ckpt = Path(checkpoint)
         meta = read_metadata(ckpt)
@@ -164,18 +205,26 @@ def save(c: Campaign, note: str = "", extra_seconds: float = 0.0, checkpoint: st
     if old is not None and int(old["iteration"]) > int(meta["iteration"]):
         raise UserError(f"campaign {c.name}: the committed state is at iteration {old['iteration']}, newer than "
                         f"{c.run}'s newest checkpoint ({meta['iteration']}); restore it first")
-    before = float(old.get("train_seconds", 0)) if old else 0.0
-    total = before + pending_seconds(c) + float(extra_seconds)
+    total = _spent(old, "train_seconds") + pending_seconds(c) + float(extra_seconds)
+    cpu = _spent(old, "cpu_seconds") + pending_cpu_seconds(c) + float(extra_cpu_seconds)
     c.folder.mkdir(parents=True, exist_ok=True)
-    saved = save_state(c.state_path, ckpt, c.moments, total)
-    _set_clock(c, 0.0)
+    saved = save_state(c.state_path, ckpt, c.moments, total, cpu)
+    _set_clock(c, 0.0, 0.0)
     if checkpoint is not None:
         restore(c)  # runs/NAME continues from it
-    row = progress.Row("save", int(saved["iteration"]), int(saved.get("images_seen", 0)), total / 3600,
+    row = progress.Row("save", int(saved["iteration"]), int(saved.get("images_seen", 0)), total / 3600, cpu / 3600,
                        note=note or f"state from {ckpt.name}")
     progress.append(c.progress_path, row)
     return {"campaign": c.name, "state": str(c.state_path), "iteration": row.iteration, "images": row.images,
-            "train_hours": round(row.train_hours, 3), "bytes": c.state_path.stat().st_size}
+            "train_hours": round(row.train_hours, 3), "cpu_hours": round(row.cpu_hours, 3),
+            "bytes": c.state_path.stat().st_size}
+
+
+def _spent(meta: dict | None, key: str) -> float:
+    try:
+        return float((meta or {}).get(key, 0))
+    except ValueError:
+        return 0.0
 
 
 # -------------------------------------------------------------------------- eval
@@ -203,10 +252,13 @@ def evaluate(c: Campaign, num: int | None = None, scales: tuple[int, ...] | None
                             model_name=c.name):
             values.setdefault(f"swd_{row['scale']}x", []).append(float(row["value"]))
     metrics = {k: sum(v) / len(v) for k, v in values.items()}
-    hours = (float((state_meta(c) or {}).get("train_seconds", 0)) + pending_seconds(c)) / 3600
+    old = state_meta(c)
+    hours = (_spent(old, "train_seconds") + pending_seconds(c)) / 3600
+    cpu_hours = (_spent(old, "cpu_seconds") + pending_cpu_seconds(c)) / 3600
     seed_note = f"num {num}, eval seeds {','.join(map(str, seeds))}"
     progress.append(c.progress_path, progress.Row("eval", int(meta["iteration"]), int(meta.get("images_seen", 0)),
-                                                  hours, metrics, note=f"{seed_note}; {note}" if note else seed_note))
+                                                  hours, cpu_hours, metrics,
+                                                  note=f"{seed_note}; {note}" if note else seed_note))
     return {"campaign": c.name, "iteration": int(meta["iteration"]), **{k: round(v, 2) for k, v in metrics.items()}}
 
 

@@ -16,8 +16,8 @@ carries no information and, by choice, narrows what carries little:
 
 The file is a model file (``io.checkpoint``: safetensors, config as JSON, written atomically) with
 ``kind`` = ``KIND``; the checkpoint's own metadata (iteration, images_seen, seed, world_size,
-progress, init_from) is carried over, plus ``moments`` and ``train_seconds`` (the campaign's
-training wall time so far). ``expand`` turns it back into a training checkpoint that
+progress, init_from) is carried over, plus ``moments``, ``train_seconds`` and ``cpu_seconds``
+(the campaign's training wall time and CPU time so far). ``expand`` turns it back into a training checkpoint that
 ``train --resume`` continues.
 """
 from __future__ import annotations
@@ -72,14 +72,16 @@ def expand(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_state(path: str | Path, checkpoint: str | Path, moments: str = "bf16", train_seconds: float = 0.0) -> dict:
+def save_state(path: str | Path, checkpoint: str | Path, moments: str = "bf16", train_seconds: float = 0.0,
+               cpu_seconds: float = 0.0) -> dict:
     """Write the compact state of training checkpoint ``checkpoint`` to ``path`` (atomically);
     its metadata."""
     tensors, cfg, meta = load_model_file(checkpoint)
     if not runs.is_training_checkpoint(meta):
         raise UserError(f"{checkpoint} is not a training checkpoint (kind={meta.get('kind')!r})")
     extra = {k: v for k, v in meta.items() if k not in _OWN}
-    extra.update({"kind": KIND, "moments": moments, "train_seconds": f"{float(train_seconds):.1f}"})
+    extra.update({"kind": KIND, "moments": moments, "train_seconds": f"{float(train_seconds):.1f}",
+                  "cpu_seconds": f"{float(cpu_seconds):.1f}"})
     save_model_file(path, compact(tensors, moments), cfg, extra)
     return extra
 
@@ -100,7 +102,7 @@ def restore_checkpoint(state_path: str | Path, run: str | Path) -> Path:
     from ..training import state as S
 
     tensors, cfg, meta = read_state(state_path)
-    extra = {k: v for k, v in meta.items() if k not in _OWN + ("moments", "train_seconds")}
+    extra = {k: v for k, v in meta.items() if k not in _OWN + ("moments", "train_seconds", "cpu_seconds")}
     run = Path(run)
     S.check_writable_dir(run)
     run.mkdir(parents=True, exist_ok=True)
