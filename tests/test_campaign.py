@@ -202,6 +202,7 @@ def test_a_checkpoint_from_elsewhere_becomes_the_state(tmp_path, capsys):
     root.mkdir()
     new_campaign(root, "c", "bf16")
     ckpt = train_in_process(root, tmp_path / "gpu", 3)
+    capsys.readouterr()
     assert main(["campaign", "save", "c", "--root", str(root), "--checkpoint", str(ckpt), "--note", "from the GPU"]) == 0
     assert json.loads(capsys.readouterr().out)["iteration"] == 3
     assert main(["campaign", "status", "c", "--root", str(root)]) == 0
