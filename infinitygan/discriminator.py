@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import DiscriminatorConfig
 from .nn import EqualConv2d, EqualLinear, FusedLeakyReLU
+from .nn.checkpointing import run_segment
 from .nn.layers import SQRT2
 
 
@@ -77,7 +78,11 @@ class ConvLayer(nn.Sequential):
 
 
 class ResBlock(nn.Module):
-    """(B, in, H, W) -> (B, out, floor(H / 2), floor(W / 2))."""
+    """(B, in, H, W) -> (B, out, floor(H / 2), floor(W / 2)).
+
+    checkpoint_segments: activation checkpointing of each of its three layers (``nn.checkpointing``)."""
+
+    checkpoint_segments = False
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
@@ -87,7 +92,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = 1.0 / math.sqrt(2.0)  # (conv2(conv1(x)) + skip(x)) / sqrt(2), the gain inside the convs
-        return self.conv2(self.conv1(x), g) + self.skip(x, g)
+        ck = self.checkpoint_segments
+        return run_segment(ck, self.conv2, run_segment(ck, self.conv1, x), g) + run_segment(ck, self.skip, x, g)
 
 
 def mbstd_group_size(batch: int, group: int) -> int:
@@ -111,7 +117,12 @@ def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
 
 
 class Discriminator(nn.Module):
-    """forward(img (B, 3, P, P)) -> (logit (B,), aux (B, aux_outputs))."""
+    """forward(img (B, 3, P, P)) -> (logit (B,), aux (B, aux_outputs)).
+
+    checkpoint_segments: activation checkpointing of FromRGB (``nn.checkpointing``; training only,
+    off by default; each ``ResBlock`` has its own flag for its three layers)."""
+
+    checkpoint_segments = False
 
     def __init__(self, cfg: DiscriminatorConfig, patch_size: int):
         super().__init__()
@@ -133,7 +144,9 @@ class Discriminator(nn.Module):
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         """(B, 3, P, P) -> flattened features (B, C * s * s) of the final conv."""
-        x = self.blocks(self.from_rgb(img))
+        ck = self.checkpoint_segments
+        x = run_segment(ck, self.from_rgb, img)
+        x = self.blocks(x)  # each block checkpoints its layers
         x = minibatch_stddev(x, self.mbstd_group)
         return self.final_conv(x).flatten(1)
 

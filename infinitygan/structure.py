@@ -13,6 +13,7 @@ from torch import nn
 
 from .config import GeneratorConfig
 from .nn import FusedLeakyReLU, ModulatedConv2d, center_crop
+from .nn.checkpointing import run_segment
 
 
 class StructureLayer(nn.Module):
@@ -31,7 +32,11 @@ class StructureSynthesizer(nn.Module):
     zg: (1 or B, zg_dim), or per-pixel (B, zg_dim, H, W) at zl's resolution (style fusion).
     zl: (B, zl_dim, H, W); coords: (1 or B, C_coord, H, W).
     Returns zS (B, gs_channels, H - 2 L r, W - 2 L r).
+    checkpoint_segments: activation checkpointing of each layer (``nn.checkpointing``; training
+    only, off by default).
     """
+
+    checkpoint_segments = False
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -46,8 +51,15 @@ class StructureSynthesizer(nn.Module):
     def forward(self, zg: torch.Tensor, zl: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         x = zl
         for layer in self.layers:
-            c = center_crop(coords, x.shape[-2], x.shape[-1]).to(x.dtype)
-            if c.shape[0] != x.shape[0]:
-                c = c.expand(x.shape[0], -1, -1, -1)
-            x = layer(torch.cat([x, c], dim=1), zg)
+            x = run_segment(self.checkpoint_segments, layer, x, coords, zg, fn=_with_coords(layer))
         return x
+
+
+def _with_coords(layer: StructureLayer):
+    """x, coords, zg -> layer(x with the coordinates cropped to its size appended, zg)."""
+    def run(x: torch.Tensor, coords: torch.Tensor, zg: torch.Tensor) -> torch.Tensor:
+        c = center_crop(coords, x.shape[-2], x.shape[-1]).to(x.dtype)
+        if c.shape[0] != x.shape[0]:
+            c = c.expand(x.shape[0], -1, -1, -1)
+        return layer(torch.cat([x, c], dim=1), zg)
+    return run

@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import GeneratorConfig
 from .nn import EqualLinear, FusedLeakyReLU, ModulatedConv2d, NoiseInjection, PixelNorm, ToRGB
+from .nn.checkpointing import run_segment
 from .nn.layers import SQRT2
 
 
@@ -96,7 +97,11 @@ class TextureSynthesizer(nn.Module):
     rgb_styles: optional K styles, one per ToRGB (instead of slot ``rgb_slot(k)``): per-pixel
       styles of a ToRGB live on its own input lattice, not on the conv's sharing its slot.
     padded: zero-padded StyleGAN2 convs (n -> 2^K n pixels): the stylegan2-nci baseline only.
+    checkpoint_segments: activation checkpointing of each conv and ToRGB (``nn.checkpointing``;
+      training only, off by default).
     """
+
+    checkpoint_segments = False
 
     def __init__(self, cfg: GeneratorConfig, padded: bool = False):
         super().__init__()
@@ -124,11 +129,11 @@ class TextureSynthesizer(nn.Module):
             styles = [styles[:, i] for i in range(self.n_styles)]
         if noises is None:
             noises = [None] * len(self.convs)
-        x, rgb = zs, None
+        x, rgb, ck = zs, None, self.checkpoint_segments
         for i, conv in enumerate(self.convs):
-            x = conv(x, styles[i], noises[i])
+            x = run_segment(ck, conv, x, styles[i], noises[i])
             if i % 2 == 1:
                 k = i // 2
                 st = styles[self.rgb_slot(k)] if rgb_styles is None else rgb_styles[k]
-                rgb = clamp_half(self.to_rgbs[k](x, st, rgb))
+                rgb = clamp_half(run_segment(ck, self.to_rgbs[k], x, st, rgb))
         return rgb

@@ -49,11 +49,14 @@ def register(cli: click.Group) -> None:
 @click.option("--sample-every", default=None, type=int, help="iterations between sample grids (default: the config's)")
 @click.option("--log-every", default=None, type=int, help="iterations between TensorBoard logs (default: the config's)")
 @click.option("--deterministic", is_flag=True, help="torch.use_deterministic_algorithms(True) where possible")
+@click.option("--checkpoint-activations", "checkpoint_activations", is_flag=True,
+              help="activation checkpointing: G and D recompute their layers' activations in the backward "
+                   "(same gradients; less memory, more time: docs/training.md)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @NPROC
 @click.pass_context
 def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, fork, settings, batch, workers, seed, device, amp, tf32,
-              checkpoint_every, sample_every, log_every, deterministic, quiet, nproc):
+              checkpoint_every, sample_every, log_every, deterministic, checkpoint_activations, quiet, nproc):
     """Train InfinityGAN (multi-GPU/CPU: --nproc N, or torchrun --nproc_per_node N -m infinitygan train ...).
 
     Writes OUT/config.yaml, OUT/checkpoints/ckpt-*.safetensors (newest 3), OUT/logs (TensorBoard)
@@ -111,6 +114,7 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
                         f"(the run's total, now {cfg.training.iterations})")
     options = RunOptions(device=device, amp=amp, tf32=tf32, workers=workers, checkpoint_every=checkpoint_every,
                          sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet,
+                         checkpoint_activations=checkpoint_activations,
                          keep_freed_memory=True)  # this process ends with the run (RunOptions)
     res = train(cfg, data, run, seed=seed, resume=resume, options=options, init=init)
     if res["rank"] != 0:

@@ -218,7 +218,7 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
         S.write_config(run, cfg)
     dist_.barrier(ctx)
 
-    nets = build_nets(cfg, ctx, seed)
+    nets = build_nets(cfg, ctx, seed, checkpoint_activations=opts.checkpoint_activations)
     prog = S.restore(nets, *ckpt) if ckpt is not None else S.Progress()
     origin = ckpt[1].get("init_from") if ckpt is not None else None  # a fork's or an import's source, kept
     del ckpt

@@ -21,6 +21,7 @@ from ..api import build_generator
 from ..config import ModelConfig
 from ..discriminator import Discriminator
 from ..errors import UserError
+from ..nn.checkpointing import set_activation_checkpointing
 from ..parallel import env as dist_
 
 #: DDP's reducer warns (once per process, during the first backward) when a gradient's strides
@@ -104,9 +105,10 @@ def _no_buffer_sync() -> dict:
     return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
 
 
-def build_nets(cfg: ModelConfig, ctx: dist_.DistContext, seed: int) -> Nets:
+def build_nets(cfg: ModelConfig, ctx: dist_.DistContext, seed: int, checkpoint_activations: bool = False) -> Nets:
     """G (``api.build_generator``), D and G_ema with initial weights drawn from ``seed``, their
-    Adam optimizers and DDP wrappers, on ``ctx.device``."""
+    Adam optimizers and DDP wrappers, on ``ctx.device``. ``checkpoint_activations``: G and D
+    (not G_ema) checkpoint their layers and blocks (``nn.checkpointing``)."""
     tc, dev = cfg.training, ctx.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -120,6 +122,9 @@ def build_nets(cfg: ModelConfig, ctx: dist_.DistContext, seed: int) -> Nets:
     D.to(dev).train()
     G_ema.to(dev).eval()
     requires_grad(G_ema, False)
+    if checkpoint_activations:
+        set_activation_checkpointing(G)
+        set_activation_checkpointing(D)
     g_params, d_params = list(G.parameters()), list(D.parameters())
     g_optim = make_adam(g_params, tc.lr, tc.pl_every)
     d_optim = make_adam(d_params, tc.lr, tc.r1_every)

@@ -25,7 +25,9 @@ class RunOptions:
     already runs cuDNN convolutions in TF32, not matmuls); checkpoint/sample/log intervals in iterations
     (None: the config's); deterministic: ``torch.use_deterministic_algorithms``; quiet: no progress
     bar; samples: write sample grids; max_nonfinite: consecutive iterations with a skipped step
-    before the run stops; keep: checkpoints kept."""
+    before the run stops; keep: checkpoints kept; checkpoint_activations: G and D keep only the
+    inputs of their layers and blocks for the backward and recompute the rest (``nn.checkpointing``:
+    the same gradients, R1 and path length included, for less memory and more time)."""
 
     device: str = "auto"
     amp: str = "none"
@@ -44,6 +46,7 @@ class RunOptions:
     #: ends with the run sets it: the ``train`` command does; a ``train()`` call in a notebook or a
     #: test leaves the allocator as it was unless it opts in
     keep_freed_memory: bool = False
+    checkpoint_activations: bool = False
 
     def __post_init__(self):
         if self.amp not in ("none", "bf16"):
