@@ -129,6 +129,14 @@ def test_restored_state_is_the_saved_checkpoint(tmp_path, capsys):
     # a second restore finds the run up to date
     assert main(["campaign", "restore", "c", "--root", str(root)]) == 0
     assert json.loads(capsys.readouterr().out)["restored"] is None
+    # the newest checkpoint's SWD, logged with its iteration and images
+    assert main(["campaign", "eval", "c", "--root", str(root), "--num", "8", "--scales", "patch,1", "--seeds", "0,1",
+                 "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["iteration"] == 4 and res["swd_1x"] > 0 and res["swd_patch"] > 0
+    row = progress.read(root / "campaigns" / "c" / "progress.tsv")[-1]
+    assert (row.event, row.iteration, row.images) == ("eval", 4, 16)
+    assert row.metrics["swd_1x"] == pytest.approx(res["swd_1x"], rel=1e-3) and "eval seeds 0,1" in row.note
 
 
 def test_compact_drops_first_moments_only():

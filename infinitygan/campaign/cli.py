@@ -43,7 +43,7 @@ def campaign():
               help="precision of the stored Adam second moments (fp32: resumption bit for bit)")
 @click.option("--goal", default="", help="one line: what the campaign is for and when it is done")
 @click.option("--eval-num", default=256, show_default=True, type=int)
-@click.option("--eval-scales", default="1", show_default=True, help="comma-separated N of the N x views")
+@click.option("--eval-scales", default="1", show_default=True, help="comma-separated N of the N x views, or patch")
 @click.option("--eval-seeds", default="0", show_default=True, help="comma-separated eval seeds (their mean is logged)")
 @ROOT
 def new_cmd(name, start, options, threads, moments, goal, eval_num, eval_scales, eval_seeds, root):
@@ -51,12 +51,26 @@ def new_cmd(name, start, options, threads, moments, goal, eval_num, eval_scales,
     from . import spec
 
     d = {"name": name, "goal": goal, "start": start, "options": options, "threads": threads, "moments": moments,
-         "eval": {"num": eval_num, "scales": _ints(eval_scales, "--eval-scales"),
+         "eval": {"num": eval_num, "scales": _scales(eval_scales),
                   "seeds": _ints(eval_seeds, "--eval-seeds")}}
     c = spec.from_dict(d, root)
     if (c.folder / spec.SPEC).exists():
         raise UserError(f"campaign {name} exists: edit {c.folder / spec.SPEC}")
     _emit({"campaign": name, "spec": str(spec.write(c)), "start": "infinitygan " + shlex.join(c.start_command())})
+
+
+def _scales(text: str) -> list:
+    """``"patch,1,8"`` -> ``["patch", 1, 8]``."""
+    out = []
+    for x in text.split(","):
+        x = x.strip()
+        if x == "patch":
+            out.append(x)
+        elif x:
+            out += _ints(x, "--scales")
+    if not out or any(v != "patch" and v < 1 for v in out):
+        raise UserError(f"scales must be 'patch' or integers >= 1, got {text!r}")
+    return out
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -137,7 +151,7 @@ def save_cmd(name, note, train_seconds, cpu_seconds, checkpoint, root):
 @campaign.command("eval")
 @click.argument("name")
 @click.option("--num", default=None, type=int, help="images per set (default: the campaign's)")
-@click.option("--scales", default=None, help="comma-separated N (default: the campaign's)")
+@click.option("--scales", default=None, help="comma-separated N or patch (default: the campaign's)")
 @click.option("--seeds", default=None, help="comma-separated eval seeds (default: the campaign's)")
 @click.option("--note", default="", help="a note for the progress log")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -148,8 +162,6 @@ def eval_cmd(name, num, scales, seeds, note, quiet, root):
 
     if num is not None and not 2 <= num <= 50_000:
         raise UserError(f"--num must be in 2..50000, got {num}")
-    s = tuple(_ints(scales, "--scales")) if scales else None
-    if s is not None and (not s or min(s) < 1):
-        raise UserError(f"--scales must be positive integers, got {scales!r}")
+    s = tuple(_scales(scales)) if scales else None
     e = tuple(_ints(seeds, "--seeds")) if seeds else None
     _emit(runner.evaluate(spec.load(name, root), num, s, e, note, progress_bar=not quiet))

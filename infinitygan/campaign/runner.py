@@ -250,7 +250,8 @@ def evaluate(c: Campaign, num: int | None = None, scales: tuple[int, ...] | None
         for row in run_eval(model, spec.data, "swd", list(scales), ["paper"], num, seed=seed,
                             device=torch.device("cpu"), cache_dir=default_cache_dir(), progress=progress_bar,
                             model_name=c.name):
-            values.setdefault(f"swd_{row['scale']}x", []).append(float(row["value"]))
+            col = "swd_patch" if row["scale"] == "patch" else f"swd_{row['scale']}x"
+            values.setdefault(col, []).append(float(row["value"]))
     metrics = {k: sum(v) / len(v) for k, v in values.items()}
     old = state_meta(c)
     hours = (_spent(old, "train_seconds") + pending_seconds(c)) / 3600

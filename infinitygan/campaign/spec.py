@@ -46,18 +46,18 @@ _OWNED = ("--out", "--resume", "--nproc")
 @dataclass(frozen=True)
 class EvalSpec:
     num: int = 256
-    scales: tuple[int, ...] = (1,)
+    scales: tuple[int | str, ...] = (1,)  # N of the N x views, or "patch"
     seeds: tuple[int, ...] = (0,)
     data: str = "procedural"
 
     def __post_init__(self):
         if not isinstance(self.num, int) or not 2 <= self.num <= 50_000:
             raise UserError(f"eval.num must be an integer in 2..50000, got {self.num!r}")
-        for what, values in (("scales", self.scales), ("seeds", self.seeds)):
-            if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values):
-                raise UserError(f"eval.{what} must be a non-empty list of non-negative integers, got {list(values)!r}")
-        if any(s < 1 for s in self.scales):
-            raise UserError(f"eval.scales must be >= 1, got {list(self.scales)!r}")
+        if not self.seeds or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in self.seeds):
+            raise UserError(f"eval.seeds must be a non-empty list of non-negative integers, got {list(self.seeds)!r}")
+        if not self.scales or any(v != "patch" and (not isinstance(v, int) or isinstance(v, bool) or v < 1)
+                                  for v in self.scales):
+            raise UserError(f"eval.scales must be a non-empty list of integers >= 1 or 'patch', got {list(self.scales)!r}")
 
 
 @dataclass(frozen=True)
