@@ -297,3 +297,29 @@ def test_checkpointing_holds_less_memory():
     ratios = {name: round(peaks[name, True] / peaks[name, False], 3) for name, _ in peaks}
     print(peaks, ratios)
     assert max(ratios.values()) < 0.6, ratios
+
+
+def test_train_cli_flag(tmp_path, capsys, monkeypatch):
+    """``train --checkpoint-activations`` reaches the networks and trains (R1 and path length at
+    iteration 0)."""
+    import yaml
+
+    import infinitygan.training.loop as loop
+    from infinitygan.cli import main
+
+    seen = []
+
+    def recording_build_nets(*a, **k):
+        nets = build_nets(*a, **k)
+        seen.append((nets.G.texture.checkpoint_segments, nets.D.checkpoint_segments))
+        return nets
+
+    monkeypatch.setattr(loop, "build_nets", recording_build_nets)
+
+    cfg = tmp_path / "micro.yaml"
+    cfg.write_text(yaml.safe_dump(MICRO))
+    rc = main(["train", "--config", str(cfg), "--iterations", "2", "--out", str(tmp_path / "run"), "--device", "cpu",
+               "--workers", "0", "--quiet", "--checkpoint-activations"])
+    assert rc in (0, None), capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-00000002.safetensors").is_file()
+    assert seen == [(True, True)]
