@@ -531,3 +531,82 @@ def test_prepare_out_of_memory_says_so(photos, monkeypatch, capsys):
     assert "decoded" not in line and _tree(photos) == before
     monkeypatch.setenv("INFINITYGAN_MEMORY_MB", "100")  # 8192^2 pictures need more than that: refused up front
     _refused(capsys, ["prepare", "imgs", "--out", "new.lmdb", "--full-size", "8192", "--quiet"], "--full-size 8192")
+
+
+# ------------------------------------------------------------- work sized by the input, refused first
+WIDE = {"zg_dim": 8192, "zl_dim": 8192, "style_dim": 8192, "gs_channels": 8192, "ts_channels": [8192] * 8}
+
+
+def test_a_small_model_file_declaring_wide_layers_builds_nothing(tmp_path, capsys, tiny_model_file, monkeypatch):
+    """A 1.7 MB file whose config declares 8192-wide layers (78 GB of generator): `info` and
+    `generate` compare shapes on the meta device and refuse; no generator is built for real."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    import infinitygan.api as api
+
+    with safe_open(str(tiny_model_file), "pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    cfg["generator"].update(WIDE)
+    meta["config"] = json.dumps(cfg)
+    save_file(state, str(tmp_path / "wide.safetensors"), metadata=meta)
+    built = []
+    real = api.build_generator
+    monkeypatch.setattr(api, "build_generator", lambda c: built.append(str(torch.get_default_device())) or real(c))
+    for args in (["info", tmp_path / "wide.safetensors"],
+                 ["generate", "--model", tmp_path / "wide.safetensors", "--out", tmp_path / "o.png"]):
+        _refused(capsys, args, "do not match its config")
+    assert built and set(built) == {"meta"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.safetensors"]
+
+
+def test_a_config_whose_model_does_not_fit_in_memory(tmp_path, monkeypatch, capsys):
+    """`init` and `train` count the parameters on the meta device and compare them with the
+    memory available (here a 100 MB limit against paper-101's 145 MB generator)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INFINITYGAN_MEMORY_MB", "100")
+    line = _refused(capsys, ["init", "--preset", "paper-101", "--out", "m.safetensors"], "100.0 MB available")
+    assert "36.4 M parameters" in line
+    # the weights, one image per loading thread and the process itself (1 GB): over 100 MB even for tiny
+    _refused(capsys, ["train", "--preset", "tiny", "--iterations", "1", "--out", "run", "--quiet"], "needs about")
+    assert list(tmp_path.iterdir()) == []
+    import yaml
+
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump({"generator": WIDE}))  # a 117-byte-like config
+    monkeypatch.delenv("INFINITYGAN_MEMORY_MB")
+    _refused(capsys, ["init", "--preset", "wide.yaml", "--out", "m.safetensors"], "narrow its layers")
+    _refused(capsys, ["train", "--config", "wide.yaml", "--out", "run", "--quiet"], "narrow its layers")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.yaml"]
+
+
+def test_a_training_full_size_whose_images_do_not_fit(tmp_path, monkeypatch, capsys):
+    """Procedural images of full_size F take ~150 bytes a pixel while rendered: F = 1024 against a
+    1.1 GB limit is refused before the run directory exists (8192 was 10 GB per image)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INFINITYGAN_MEMORY_MB", "1100")
+    _refused(capsys, ["train", "--set", "full_size=1024", "--out", "run", "--quiet"], "1024x1024")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_a_model_file_larger_than_memory(tmp_path, monkeypatch, capsys, tiny_model_file):
+    monkeypatch.setenv("INFINITYGAN_MEMORY_MB", "0.5")  # the tiny model's file is 1.7 MB
+    _refused(capsys, ["info", tiny_model_file], "0.5 MB available")
+
+
+def test_the_png_writers_row_is_checked_before_any_work(tmp_path, monkeypatch):
+    """`generate --height 16 --width 2147483647 --force` held 16 rows of 6 GB each."""
+    from infinitygan.errors import UserError
+    from infinitygan.io.images import check_output
+
+    monkeypatch.setenv("INFINITYGAN_MEMORY_MB", "1000")
+    with pytest.raises(UserError, match="PNG writer's row") as e:
+        check_output(tmp_path / "a.png", 2 ** 31 - 1, 16, force=True)
+    assert "1,000.0 MB available" in str(e.value)
+    check_output(tmp_path / "a.tif", 2 ** 31 - 1, 16, force=True)  # tiled: no whole rows held
+    with pytest.raises(UserError, match="PNG holds at most"):
+        check_output(tmp_path / "a.png", 2 ** 31, 16, force=True)
+    assert list(tmp_path.iterdir()) == []

@@ -69,7 +69,9 @@ def test_refusals_before_any_work(tmp_path):
         check_output(tmp_path / "x.npy", 2 ** 31 - 1, 2 ** 31 - 1)
     with pytest.raises(UserError, match="force"):
         check_output(tmp_path / "x.png", 2 ** 31 - 1, 2 ** 31 - 1)
-    check_output(tmp_path / "x.png", 2 ** 31 - 1, 2 ** 31 - 1, force=True)
+    with pytest.raises(UserError, match="PNG writer's row"):  # forced past the disk, not past memory
+        check_output(tmp_path / "x.png", 2 ** 31 - 1, 2 ** 31 - 1, force=True)
+    check_output(tmp_path / "x.png", 2 ** 22, 2 ** 31 - 1, force=True)  # a 200 MB row
     with pytest.raises(UserError, match="directory"):
         check_output(tmp_path, 10, 10)
 

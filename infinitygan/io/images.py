@@ -38,6 +38,8 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 TIFF_TILE = 256
 #: the largest 8-bit row buffer of the PNG writer
 PNG_BAND_BYTES = 64 * 2 ** 20
+#: PNG's largest side (the format's 31-bit sizes)
+PNG_MAX_SIDE = 2 ** 31 - 1
 #: JPEG is written from a whole image in memory
 JPEG_MAX_PIXELS = 64 * 2 ** 20
 JPEG_MAX_SIDE = 65500
@@ -154,12 +156,19 @@ def check_output(path: str | Path, width: int, height: int, force: bool = False)
     if ext in (".jpg", ".jpeg") and (width * height > JPEG_MAX_PIXELS or max(width, height) > JPEG_MAX_SIDE):
         raise UserError(f"JPEG is written from a whole image in memory and is limited to {JPEG_MAX_PIXELS // 2**20} "
                         f"megapixels and {JPEG_MAX_SIDE:,} pixels a side ({width}x{height} asked): use .tif or .png")
+    if ext == ".png" and max(width, height) > PNG_MAX_SIDE:
+        raise UserError(f"PNG holds at most {PNG_MAX_SIDE:,} pixels a side ({width}x{height} asked): use .tif")
     folder = path.parent if str(path.parent) else Path(".")
     need, free = output_bytes(ext, width, height), shutil.disk_usage(folder).free
     if need > free and (not force or ext == ".npy"):
         hint = "" if ext == ".npy" else "; --force writes anyway (compressed .png/.tif are often smaller)"
         raise UserError(f"{width}x{height} needs up to {_gb(need)} uncompressed ({ext}) but {folder} has "
                         f"{_gb(free)} free{hint}")
+    if ext == ".png":
+        from .resources import check_memory
+
+        check_memory(png_buffer_bytes(width), f"the PNG writer's row of tiles ({png_tile_height(width)} rows of "
+                     f"{width:,} pixels)", "use .tif, whose tiles need no whole rows")
     return path
 
 
@@ -167,6 +176,12 @@ def png_tile_height(width: int, unit: int = 16) -> int:
     """Rows of tiles for PNG output: short enough that a row of 8-bit pixels stays within
     PNG_BAND_BYTES (at least ``unit`` rows)."""
     return max(unit, PNG_BAND_BYTES // (3 * width) // unit * unit)
+
+
+def png_buffer_bytes(width: int, unit: int = 16) -> int:
+    """Memory of ``write_png_stream`` for this width: its row of tiles (``png_tile_height`` rows),
+    the previous pixel row, and the filtered rows it compresses at a time (about 1 MB)."""
+    return (png_tile_height(width, unit) + 1) * width * 3 + 2 * (width * 3 + 1) + (1 << 20)
 
 
 def _checked_uint8(tile: np.ndarray) -> np.ndarray:

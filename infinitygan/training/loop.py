@@ -45,6 +45,7 @@ from ..data.datasets import open_dataset
 from ..data.patches import PatchDataset
 from ..data.sampling import endless_batches
 from .inputs import BatchPlan
+from .memory import check_training_memory
 from .monitor import POSTFIX, RunLog, render_sample_grid
 from .nets import build_nets, ema_update
 from .options import RunOptions, cpu_threads, default_workers, keep_freed_memory
