@@ -15,6 +15,31 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 WEBGPU_ARGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"]
 
 
+def require_browser() -> None:
+    """Playwright and a runnable Chromium at CHROMIUM, or skip the test with the reason;
+    under CI or INFINITYGAN_REQUIRE_BROWSER=1 fail instead (``conftest.unavailable``)."""
+    from conftest import browser_required, unavailable
+
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("Playwright is not installed (pip install playwright)", browser_required(),
+                    "INFINITYGAN_REQUIRE_BROWSER")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set INFINITYGAN_CHROMIUM)",
+                    browser_required(), "INFINITYGAN_REQUIRE_BROWSER")
+
+
+def require_webgpu_adapter(has_adapter: bool) -> None:
+    """The page's WebGPU tests need an adapter (Chromium's SwiftShader); skip without one, fail
+    under CI / INFINITYGAN_REQUIRE_BROWSER=1."""
+    from conftest import browser_required, unavailable
+
+    if not has_adapter:
+        unavailable(f"this Chromium ({CHROMIUM}) gives no WebGPU adapter with {' '.join(WEBGPU_ARGS)}",
+                    browser_required(), "INFINITYGAN_REQUIRE_BROWSER")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,27 +12,53 @@ from infinitygan.api import Model, init_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def official_fixture_dir() -> Path:
-    return Path(os.environ.get("INFINITYGAN_OFFICIAL_FIXTURE", REPO.parent / "shared" / "fixtures" / "official"))
+# ------------------------------------------------------------------ what a test needs from outside
+def under_ci() -> bool:
+    """CI set to anything but "", 0 or false (as CI services set it; .ci/run sets it too)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
 
 
 def fixtures_required() -> bool:
-    """True under CI (CI set to anything but "", 0 or false) or INFINITYGAN_REQUIRE_FIXTURES=1:
-    then a missing fixture fails the run instead of skipping its tests."""
-    ci = os.environ.get("CI", "").strip().lower()
-    return ci not in ("", "0", "false") or os.environ.get("INFINITYGAN_REQUIRE_FIXTURES", "") == "1"
+    """True under CI or INFINITYGAN_REQUIRE_FIXTURES=1: then a missing fixture fails the run
+    instead of skipping its tests."""
+    return under_ci() or os.environ.get("INFINITYGAN_REQUIRE_FIXTURES", "") == "1"
+
+
+def browser_required() -> bool:
+    """True under CI or INFINITYGAN_REQUIRE_BROWSER=1: then a missing Chromium (or Playwright, or
+    a WebGPU adapter in it) fails the browser tests instead of skipping them."""
+    return under_ci() or os.environ.get("INFINITYGAN_REQUIRE_BROWSER", "") == "1"
+
+
+def unavailable(reason: str, required: bool, variable: str):
+    """The one way a test meets something missing from outside the repository (a fixture, a
+    browser): skip with ``reason``, or fail with it when ``required`` (under CI or ``variable``=1)."""
+    if required:
+        pytest.fail(f"{reason} (required under CI / {variable}=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def fixtures_root() -> Path:
+    """The folder of the authors' fixtures: $INFINITYGAN_FIXTURES, default ../shared/fixtures
+    beside the repository (not in it: see README, "Tests")."""
+    return Path(os.environ.get("INFINITYGAN_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+
+def official_fixture_dir() -> Path:
+    return Path(os.environ.get("INFINITYGAN_OFFICIAL_FIXTURE", fixtures_root() / "official"))
+
+
+def fixture_file(path: Path, what: str) -> Path:
+    """``path`` when it is a file; otherwise skip (fail when fixtures are required)."""
+    if not path.is_file():
+        unavailable(f"{what} not found: {path}", fixtures_required(), "INFINITYGAN_REQUIRE_FIXTURES")
+    return path
 
 
 def official_fixture(name: str) -> Path:
-    """Path of a file of the authors' fixture; skips the test when it is missing (fails instead
-    when fixtures are required, see ``fixtures_required``)."""
-    path = official_fixture_dir() / name
-    if not path.is_file():
-        msg = f"official fixture {name} not found in {path.parent}"
-        if fixtures_required():
-            pytest.fail(f"{msg} (required under CI / INFINITYGAN_REQUIRE_FIXTURES=1)", pytrace=False)
-        pytest.skip(msg)
-    return path
+    """Path of a file of the authors' generator fixture; skips the test when it is missing (fails
+    instead when fixtures are required, see ``fixtures_required``)."""
+    return fixture_file(official_fixture_dir() / name, f"official fixture {name}")
 
 
 def randomize_constants(gen: torch.nn.Module, seed: int = 0) -> None:

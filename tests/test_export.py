@@ -198,7 +198,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser import WEBGPU_ARGS  # noqa: E402
+from browser import WEBGPU_ARGS, require_webgpu_adapter  # noqa: E402
 
 
 def page_tiles(web, url: str, want: list[str], viewport: tuple[int, int], extra_args: list[str] = ()):
@@ -211,7 +211,6 @@ def page_tiles(web, url: str, want: list[str], viewport: tuple[int, int], extra_
     import functools
     import http.server
     import io
-    import os
     import sys
     import threading
     from pathlib import Path
@@ -219,11 +218,9 @@ def page_tiles(web, url: str, want: list[str], viewport: tuple[int, int], extra_
     from PIL import Image
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from browser import CHROMIUM, CHROMIUM_ARGS, free_port
+    from browser import CHROMIUM, CHROMIUM_ARGS, free_port, require_browser
 
-    pytest.importorskip("playwright")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    require_browser()  # skipped without Chromium; fails under CI / INFINITYGAN_REQUIRE_BROWSER=1
     from playwright.sync_api import sync_playwright
 
     quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda self, *a: None})
@@ -298,8 +295,7 @@ def test_the_page_chooses_webgpu_where_the_browser_has_an_adapter(web):
     tiles it then renders: the slow test below; a SwiftShader tile takes 25-45 s here.)"""
     _, page, errors = page_tiles(web, "#seed=3&x=-7040&y=-128&z=0", ["window.explorer !== undefined"], (64, 64),
                                  WEBGPU_ARGS)
-    if not page["adapter"]:
-        pytest.skip("this Chromium gives no WebGPU adapter")
+    require_webgpu_adapter(page["adapter"])
     assert not errors, errors
     assert page["backend"] == "webgpu"
 
@@ -312,8 +308,7 @@ def test_the_page_runs_on_webgpu_where_the_browser_has_an_adapter(web, tiny_mode
     one_tile = "#seed=3&x=-7040&y=-128&z=0"  # the centre of tile (-28, -1): a 64 x 64 view shows only it
     tiles, page, errors = page_tiles(web, one_tile, ["document.querySelectorAll('canvas[data-tile]').length >= 1"],
                                      (64, 64), WEBGPU_ARGS)
-    if not page["adapter"]:
-        pytest.skip("this Chromium gives no WebGPU adapter")
+    require_webgpu_adapter(page["adapter"])
     assert not errors, errors
     assert page["backend"] == "webgpu"
     assert [name for name, _ in tiles] == ["3/0/-28/-1"]

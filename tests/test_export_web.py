@@ -3,30 +3,25 @@ stream keys bit for bit, the hashed N(0, 1) fields and the coordinates to float3
 positions near and very far from the origin."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from browser import CHROMIUM, chromium
-
-pytest.importorskip("playwright")
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from infinitygan.config import CoordConfig  # noqa: E402
-from infinitygan.coords import canvas_coords  # noqa: E402
-from infinitygan.latents import gaussian_field, stream_key  # noqa: E402
+from browser import chromium, require_browser
+from infinitygan.config import CoordConfig
+from infinitygan.coords import canvas_coords
+from infinitygan.latents import gaussian_field, stream_key
 
 CANVAS_JS = Path(__file__).resolve().parents[1] / "infinitygan" / "export" / "web" / "canvas.js"
 
 
 @pytest.fixture(scope="module")
 def page():
+    require_browser()  # skipped without Chromium; fails under CI / INFINITYGAN_REQUIRE_BROWSER=1
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw, chromium(pw) as browser:
         p = browser.new_page()
         p.set_content("<html><body></body></html>")
