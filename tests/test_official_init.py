@@ -1,7 +1,8 @@
 """``train --init-from``: continuing the authors' own training run (infinitygan.training.official_init).
 
-Uses their initial training checkpoint of ../shared/fixtures/official-train/ (a missing fixture
-fails, as in test_official_training_parity.py) and files derived from it.
+Uses their initial training checkpoint of ../shared/fixtures/official-train/ and files derived
+from it (a missing fixture skips, or fails under CI / INFINITYGAN_REQUIRE_FIXTURES=1:
+``conftest.fixture_file``).
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from infinitygan.config import TrainingConfig
 from infinitygan.io import runs
 from infinitygan.training.official_init import official_training_state
 
-CKPT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official-train" / "train_init_ckpt.pth.tar"
+from conftest import fixture_file, fixtures_root, official_fixture
+
+CKPT = fixtures_root() / "official-train" / "train_init_ckpt.pth.tar"
+WHAT = "the authors' training fixture (../shared/fixtures/official-train/, see README)"
 
 
 @pytest.fixture(scope="module")
 def their():
-    if not CKPT.is_file():
-        pytest.fail(f"the authors' training fixture is missing: {CKPT}")
-    return torch.load(CKPT, weights_only=True)
+    return torch.load(fixture_file(CKPT, WHAT), weights_only=True)
 
 
 def run_cli(capsys, *args):
@@ -40,7 +42,7 @@ def run_cli(capsys, *args):
 def outputs():
     """What their training iteration recorded (Adam's state after each optimizer's second step,
     by parameter name, in the order their driver walked ``named_parameters()``)."""
-    return torch.load(CKPT.parent / "train_outputs.pt", weights_only=True)
+    return torch.load(fixture_file(CKPT.parent / "train_outputs.pt", WHAT), weights_only=True)
 
 
 def listed_g_order() -> list[str]:
@@ -48,8 +50,6 @@ def listed_g_order() -> list[str]:
     the reduced-width model's keys in ``state_dict()`` order, without the buffers the full
     listing names (state_dict = each module's parameters, then its buffers, then its children,
     so removing the buffers leaves the parameters in ``parameters()`` order)."""
-    from conftest import official_fixture
-
     tiny = json.loads(official_fixture("g_ema_keys_tiny.json").read_text())
     full = json.loads(official_fixture("g_ema_keys_full.json").read_text())
     buffers = set(full["buffer_keys"])
@@ -89,8 +89,6 @@ def test_their_parameter_order_is_the_one_their_listings_give(their, outputs):
     unused constant input, which never gets a gradient, hence no Adam state)."""
     assert len(their["g_optim"]["param_groups"][0]["params"]) == len(listed_g_order())
     assert O.official_parameter_names(their["g"], "g") == listed_g_order()
-    from conftest import official_fixture
-
     full = json.loads(official_fixture("g_ema_keys_full.json").read_text())
     full_keys = [k for k, *_ in full["keys"]]
     assert O.official_parameter_names(dict.fromkeys(full_keys), "g") == \

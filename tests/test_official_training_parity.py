@@ -9,7 +9,10 @@ compares phase by phase. Every size, batch, iteration number and mean is read fr
 so any fixture made the same way passes: every directory ../shared/fixtures/official-train*
 holding the three files runs the whole file (a second fixture with other draws beside the first
 is picked up as is), and so do the directories listed in $INFINITYGAN_TRAIN_FIXTURES
-(os.pathsep-separated). A missing fixture FAILS (never skips).
+(os.pathsep-separated). The fixtures' folder is $INFINITYGAN_FIXTURES, default ../shared/fixtures
+(``conftest.fixtures_root``). A missing fixture skips its tests with the reason (a fresh clone
+has none), or fails them under CI / INFINITYGAN_REQUIRE_FIXTURES=1 (``conftest.fixture_file``),
+as the generator parity tests do.
 
 The deliberate departures (docs/training.md) are checked against the paper's formula on their
 recorded intermediates instead, and for the comparison of the rest of the iteration the
@@ -43,14 +46,17 @@ from infinitygan.training.nets import build_nets, ema_update
 from infinitygan.training.official_init import official_training_state
 from infinitygan.training.phases import LossTerms, Stats, TrainingLoss
 
-FIXTURES_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from conftest import fixture_file, fixtures_root
+
 FILES = ("train_init_ckpt.pth.tar", "train_inputs.pt", "train_outputs.pt")
 
 
 def _fixture_dirs() -> list[Path]:
-    """The shared fixture (always: missing fails), other official-train* siblings, the env's."""
-    dirs = [FIXTURES_ROOT / "official-train"]
-    dirs += sorted(p for p in FIXTURES_ROOT.glob("official-train?*") if all((p / f).is_file() for f in FILES))
+    """The shared fixture (always: missing skips or fails, ``_path``), other official-train*
+    siblings, the env's."""
+    root = fixtures_root()
+    dirs = [root / "official-train"]
+    dirs += sorted(p for p in root.glob("official-train?*") if all((p / f).is_file() for f in FILES))
     dirs += [Path(p) for p in os.environ.get("INFINITYGAN_TRAIN_FIXTURES", "").split(os.pathsep) if p]
     return list(dict.fromkeys(dirs))
 
@@ -65,10 +71,7 @@ TOL64 = 1e-10
 
 
 def _path(name: str, d: Path) -> Path:
-    p = d / name
-    if not p.is_file():
-        pytest.fail(f"the authors' training fixture is missing: {p} (expected ../shared/fixtures/official-train/)")
-    return p
+    return fixture_file(d / name, "the authors' training fixture (../shared/fixtures/official-train/, see README)")
 
 
 @pytest.fixture(scope="module", params=_fixture_dirs(), ids=lambda d: d.name)
