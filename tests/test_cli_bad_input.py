@@ -384,7 +384,7 @@ def test_a_latents_file_with_a_bad_period(tmp_path, capsys, tiny_model_file, tin
     meta["period"] = period
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     _refused(capsys, ["generate", "--model", tiny_model_file, "--latents", tmp_path / "bad.safetensors",
-                      "--out", tmp_path / "o.png"], "corrupt latents file")
+                      "--out", tmp_path / "o.png"], "cyclic period")
     assert not (tmp_path / "o.png").exists()
 
 

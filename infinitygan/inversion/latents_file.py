@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from ..io.checkpoint import save_safetensors
 from ..io.images import check_input_file, check_writable
 from ..latents import Canvas, noise_level
@@ -147,7 +147,7 @@ def load_latents(path: str | Path, model=None) -> Latents:
     except Exception:
         raise UserError(f"{path} is not a readable latents file (corrupt or not safetensors)") from None
     if meta.get("format") != FORMAT:
-        raise UserError(f"{path} is not an infinitygan latents file (format={meta.get('format')!r})")
+        raise UserError(f"{path} is not an infinitygan latents file (format={shown(meta.get('format'))})")
     try:
         x, y, w, h = (int(v) for v in json.loads(meta["region"]))
         region = Region(x, y, w, h)
@@ -157,8 +157,6 @@ def load_latents(path: str | Path, model=None) -> Latents:
         noises = [tensors[f"noise.{j}"].float() for j in range(len(noise_origins))]
         options = json.loads(meta.get("options", "{}"))
         period = json.loads(meta.get("period", "null"))
-        if period is not None and (isinstance(period, bool) or not isinstance(period, int)):
-            raise ValueError("period")
         metrics = json.loads(meta.get("metrics", "{}"))
     except (KeyError, ValueError, TypeError, UserError):
         raise UserError(f"{path}: corrupt latents file (missing or malformed entries)") from None
@@ -168,9 +166,10 @@ def load_latents(path: str | Path, model=None) -> Latents:
     mask = tensors["mask"].numpy() if "mask" in tensors else None
     lat = Latents(zg, styles, zl, noises, fp, region, meta.get("model", ""), target, mask, options, metrics,
                   meta.get("source", ""), period)
-    if period is not None and (period <= 0 or period % lattice_of(lat) or period // lattice_of(lat) < zl.shape[-1]
+    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or period <= 0
+                               or period % lattice_of(lat) or period // lattice_of(lat) < zl.shape[-1]
                                or period > 2 ** 31):
-        raise UserError(f"{path}: corrupt latents file (its cyclic period {period} is not a positive multiple of "
+        raise UserError(f"{path}: corrupt latents file (its cyclic period {shown(period)} is not a positive multiple of "
                         f"{lattice_of(lat)} pixels that holds the image)")
     if model is not None:
         check_latents_fit(lat, model, path)
