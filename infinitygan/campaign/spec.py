@@ -166,9 +166,13 @@ def load(name: str, root: str | Path = ".") -> Campaign:
         known = list_names(root)
         hint = f" (campaigns here: {', '.join(known)})" if known else f" (no {CAMPAIGNS}/ folder in {Path(root).resolve()})"
         raise UserError(f"no campaign {name!r}: {path} not found{hint}")
+    from ..io import safe_yaml
+
     try:
-        d = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        d = safe_yaml.load(path.read_text())
+    except UserError as e:  # syntax, alias bombs
+        raise UserError(f"cannot parse {path}: {e}") from None
+    except UnicodeDecodeError as e:
         raise UserError(f"cannot parse {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
     c = from_dict(d, root)
     if c.name != name:
