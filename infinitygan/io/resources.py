@@ -77,7 +77,8 @@ def parameter_counts(cfg) -> tuple[int, int]:
     return sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
 
 
-def _count(n: int) -> str:
+def count_text(n: int) -> str:
+    """A parameter count as a short figure (M or G)."""
     return f"{n / 1e6:,.1f} M" if n < 1e9 else f"{n / 1e9:,.1f} G"
 
 
@@ -86,6 +87,6 @@ def check_model_memory(cfg, what: str = "the model", generator: float = 1.0, dis
     parameters and ``discriminator`` copies of the discriminator's (training holds G, G_ema, D,
     their gradients and Adam moments)."""
     g, d = parameter_counts(cfg)
-    count = f"G {_count(g)}, D {_count(d)}" if discriminator else _count(g)
+    count = f"G {count_text(g)}, D {count_text(d)}" if discriminator else count_text(g)
     check_memory(int(4 * (generator * g + discriminator * d)), f"{what} ({count} parameters)",
                  "narrow its layers (generator: *_dim, gs_channels, ts_channels; discriminator: channels)")

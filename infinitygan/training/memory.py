@@ -16,17 +16,13 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from ..io.resources import check_memory, parameter_counts
+from ..io.resources import check_memory, count_text, parameter_counts
 
 #: working bytes per pixel of loading one full image when the dataset does not say
 #: (decoding and preprocessing a photo or an LMDB record: uint8 pixels, a float copy, resizing)
 DEFAULT_BYTES_PER_PIXEL = 24
 #: a training process's own memory besides weights and images (about 1 GB for the tiny preset)
 RUNTIME_BYTES = 2 ** 30
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:,.1f} M" if n < 1e9 else f"{n / 1e9:,.1f} G"
 
 
 def check_training_memory(cfg: ModelConfig, dataset, workers: int, local_batch: int) -> None:
@@ -40,5 +36,5 @@ def check_training_memory(cfg: ModelConfig, dataset, workers: int, local_batch: 
     hint = ("narrow its layers (generator: *_dim, gs_channels, ts_channels; discriminator: channels)"
             if weights >= data else "a smaller training.full_size (--set full_size=...)")
     check_memory(weights + data + RUNTIME_BYTES,
-                 f"training {cfg.name} (G {_count(g)}, D {_count(d)} parameters; {at_once} {full}x{full} "
+                 f"training {cfg.name} (G {count_text(g)}, D {count_text(d)} parameters; {at_once} {full}x{full} "
                  f"image{'s' if at_once > 1 else ''} loaded at once)", hint)
