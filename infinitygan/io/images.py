@@ -16,6 +16,9 @@ Tiles holding NaN or infinity stop the write (``NonFiniteOutput``).
   least 16 rows, so a 2^31-pixel-wide PNG holds 16 x 2^31 x 3 bytes).
 * ``.jpg`` / ``.jpeg``: Pillow; holds the whole image, so it is refused above
   ``JPEG_MAX_PIXELS`` (64 megapixels) or 65,500 pixels a side: use .tif or .png.
+* ``.zarr``: an OME-Zarr pyramid (``io.zarr_store``: a folder, one chunk per tile, zoom-out
+  levels): memory O(one tile). Written here by one process; the render pipeline writes it from
+  every rank of a torchrun group (``parallel.chunks``). A finished store replaces the older one.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import numpy as np
 
 from ..errors import UserError
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".zarr")
 #: TIFF tile of images saved from arrays (engine output uses the engine's tiles)
 TIFF_TILE = 256
 #: the largest 8-bit row buffer of the PNG writer
@@ -68,7 +71,10 @@ def check_output_path(path: str | Path) -> Path:
     """Validate the extension and that the folder exists and is writable (before any work)."""
     path = Path(path)
     ext = path.suffix.lower()
-    if path.is_dir():
+    if ext == ".zarr" and path.exists():  # a folder: an older store is replaced, anything else refused
+        if not (path.is_dir() and (path / "zarr.json").is_file()):
+            raise UserError(f"output {path} exists and is not a Zarr store: not replacing it")
+    elif path.is_dir():
         raise UserError(f"output is a directory: {path} (give a file name ending in {', '.join(EXTENSIONS)})")
     if ext not in EXTENSIONS:
         raise UserError(f"unknown output extension {ext or '(none)'!r} for {path} (use {', '.join(EXTENSIONS)})")
@@ -143,8 +149,10 @@ def _gb(n: int) -> str:
 
 
 def output_bytes(ext: str, width: int, height: int) -> int:
-    """Uncompressed size of an image of this format (.npy: float32, others: 8-bit RGB)."""
-    return width * height * (12 if ext.lower() == ".npy" else 3)
+    """Uncompressed size of an image of this format (.npy: float32, .zarr: 8-bit RGB and its
+    zoom-out levels, a third more; others: 8-bit RGB)."""
+    ext = ext.lower()
+    return width * height * (12 if ext == ".npy" else 4 if ext == ".zarr" else 3)
 
 
 def check_output(path: str | Path, width: int, height: int, force: bool = False) -> Path:
@@ -161,7 +169,7 @@ def check_output(path: str | Path, width: int, height: int, force: bool = False)
     folder = path.parent if str(path.parent) else Path(".")
     need, free = output_bytes(ext, width, height), shutil.disk_usage(folder).free
     if need > free and (not force or ext == ".npy"):
-        hint = "" if ext == ".npy" else "; --force writes anyway (compressed .png/.tif are often smaller)"
+        hint = "" if ext == ".npy" else "; --force writes anyway (compressed .png/.tif/.zarr are often smaller)"
         raise UserError(f"{width}x{height} needs up to {_gb(need)} uncompressed ({ext}) but {folder} has "
                         f"{_gb(free)} free{hint}")
     if ext == ".png":
@@ -320,6 +328,11 @@ def write_tiles(path: str | Path, width: int, height: int, tile_height: int, til
     ext = path.suffix.lower()
     if ext in (".tif", ".tiff") and (tile_height % 16 or tile_width % 16):
         raise ValueError(f"TIFF tiles must be multiples of 16, got {tile_height}x{tile_width}")
+    if ext == ".zarr":
+        from .zarr_store import write_zarr_stream
+
+        write_zarr_stream(path, width, height, tile_height, tile_width, pieces)
+        return path
     with atomic_path(path) as tmp:
         if ext == ".png":
             write_png_stream(tmp, width, height, tile_height, pieces)

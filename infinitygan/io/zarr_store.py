@@ -31,9 +31,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -269,3 +271,36 @@ class ZarrPyramid:
                         raise RuntimeError(f"level {k} chunk ({cy}, {cx}) of {self.root} lacks a quarter "
                                            "of the level below")
                     self._store(k, cy, cx, data)
+
+
+def replace_store(partial: str | Path, path: str | Path) -> Path:
+    """Rename the finished store ``partial`` to ``path``; an older store there is moved aside
+    first and removed after (the new one is never half in place, the old one never half gone)."""
+    partial, path = Path(partial), Path(path)
+    old = None
+    if path.exists() or path.is_symlink():
+        old = path.with_name(f".{path.name}.old-{secrets.token_hex(4)}")
+        os.rename(path, old)
+    os.rename(partial, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def write_zarr_stream(path: str | Path, width: int, height: int, tile_height: int, tile_width: int,
+                      pieces: Iterable[tuple[int, int, np.ndarray]], key: str = "") -> Path:
+    """Write the pieces (row offset, column offset, float tile) of a row-major grid of
+    ``tile_height`` x ``tile_width`` tiles as the OME-Zarr store ``path``, in this process:
+    built in ``.NAME.partial`` beside it and renamed into place when complete."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    store = ZarrPyramid(partial, height, width, tile_height, tile_width)
+    store.create(key, path.stem)
+    for y, x, tile in pieces:
+        store.write_tile(y // tile_height, x // tile_width, tile)
+    for k in range(1, store.top + 1):
+        store.sweep(k)
+    store.mark_complete()
+    return replace_store(partial, path)
