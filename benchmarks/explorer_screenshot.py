@@ -7,12 +7,13 @@ sys.path.insert(0, "tests")
 from browser import chromium, serving
 from playwright.sync_api import sync_playwright
 from infinitygan.api import load_model
+from infinitygan.render import RenderOptions
 from infinitygan.serve.app import create_app
 from infinitygan.serve.scenes import SceneStore
 from infinitygan.serve.tiles import TileRenderer
 
 m = load_model()
-renderer = TileRenderer(m, "cpu", max_zoom=2)
+renderer = TileRenderer(m, RenderOptions(device="cpu"), max_zoom=2)
 app = create_app(renderer, scene_store=SceneStore(renderer))
 with serving(app) as base, sync_playwright() as pw, chromium(pw) as b:
     page = b.new_page(viewport={"width": 1100, "height": 620})

@@ -32,18 +32,18 @@ def main() -> None:
         canvas = model.canvas(1)
         for size in args.sizes:
             region = model.region(size, size)
-            for _ in synth.bands(canvas, model.region(256, 256), args.tile, args.batch):
+            for _ in synth.bands(canvas, synth.planner.plan(model.region(256, 256), args.tile, args.batch)):
                 pass
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            for _ in synth.bands(canvas, region, args.tile, args.batch):
+            for _ in synth.bands(canvas, synth.planner.plan(region, args.tile, args.batch)):
                 pass
             torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             print(json.dumps({"preset": args.preset, "size": size, "dtype": dtype, "seconds": round(dt, 2),
                               "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20),
-                              "tiles": len(synth.plan(region, args.tile)), "gpu": torch.cuda.get_device_name()}))
+                              "tiles": len(synth.planner.tile_plan(region, args.tile)), "gpu": torch.cuda.get_device_name()}))
 
 
 if __name__ == "__main__":

@@ -64,12 +64,12 @@ def cmd_cost(args) -> dict:
     q = args.size // 4
     scenes = {"plain": Scene(3),
               "fusion_2_centres": Scene(3, [StyleCentre(Point(-q, 2), seed=1), StyleCentre(Point(q, 2), seed=2)])}
-    res = {"size": args.size, "tile": synth.tile_size(None)}
+    res = {"size": args.size, "tile": synth.planner.tile_size(None)}
     for name, scene in scenes.items():
         canvas = bind_scene(scene, synth)
 
         def run():
-            for _ in synth.bands(canvas, region):
+            for _ in synth.bands(canvas, synth.planner.plan(region)):
                 pass
 
         with FlopCounterMode(display=False) as fc:
@@ -82,7 +82,7 @@ def cmd_cost(args) -> dict:
         res[name] = {"gflops": round(fc.get_total_flops() / 1e9, 2), "seconds_median": round(statistics.median(times), 2)}
         if canvas.fusion is not None:
             fu = canvas.fusion
-            tiles = synth.plan(region, None)
+            tiles = synth.planner.tile_plan(region, None)
             res[name]["fused_tiles"] = sum(fu.gt_label(t.row_cell, t.rows, t.col_cell, t.cols) is None for t in tiles)
             res[name]["tiles"] = len(tiles)
     res["flops_ratio"] = round(res["fusion_2_centres"]["gflops"] / res["plain"]["gflops"], 3)

@@ -56,6 +56,7 @@ def main() -> None:
     from browser import CHROMIUM, CHROMIUM_ARGS, WEBGPU_ARGS, free_port
     import infinitygan as ig
     from infinitygan.export.web_page import export_web
+    from infinitygan.render import RenderOptions
     from infinitygan.serve.tiles import TileKey, TileRenderer
 
     model = ig.load_model(args.model)
@@ -89,7 +90,7 @@ def main() -> None:
                 browser.close()
         finally:
             server.shutdown()
-    renderer = TileRenderer(model, "cpu", max_zoom=0)
+    renderer = TileRenderer(model, RenderOptions(device="cpu"), max_zoom=0)
     diff = 0
     for name, url in tiles[:3]:
         s, z, x, y = (int(v) for v in name.split("/"))

@@ -6,6 +6,7 @@
     ig.save_image("pano.png", img)
     model.generate_to_file("huge.tif", seed=3, width=100_000, height=1024)   # streamed
     model.generate_to_file("huge.tif", 3, 100_000, 1024, tile=512, device="cuda")   # RenderOptions fields
+    img = model.generate(3, 512, 256, options=ig.RenderOptions(dtype="bfloat16"))    # or a RenderOptions
 
 Regions are pixel rectangles of the infinite image of a seed: ``x``/``y`` may be any integers
 (default: centred horizontally on 0 and vertically on the horizon).
@@ -66,11 +67,17 @@ class Model:
         return Region(x, y, width, height)
 
     def generate(self, seed: int, width: int, height: int, x: int | None = None, y: int | None = None,
-                 tile: int | None = None, batch: int | None = None, device=None, dtype="float32",
-                 progress: bool = False) -> np.ndarray:
-        """Region (x, y, width, height) of image ``seed`` as float32 (height, width, 3)."""
-        canvas, region = self.canvas(seed), self.region(width, height, x, y)
-        return self.synthesizer(device, dtype).render(canvas, region, tile, batch, progress)
+                 options: RenderOptions | None = None, **settings) -> np.ndarray:
+        """Region (x, y, width, height) of image ``seed`` as float32 (height, width, 3).
+
+        ``options`` / ``settings``: a ``RenderOptions`` and/or its fields as keywords (tile, batch,
+        device, dtype, max_memory_mb, progress), as for ``generate_to_file``.
+        """
+        from .render.pipeline import render_array
+        from .render.sources import SeedSource
+
+        options = RenderOptions.of(options, **settings)
+        return render_array(self, SeedSource(seed), self.region(width, height, x, y), options)
 
     def generate_to_file(self, path: str | Path, seed: int, width: int, height: int, x: int | None = None,
                          y: int | None = None, options: RenderOptions | None = None, **settings) -> Path:
@@ -86,7 +93,7 @@ class Model:
         from .render.pipeline import render_to_file
         from .render.sources import SeedSource
 
-        return render_to_file(self, SeedSource(seed), self.region(width, height, x, y), path,
+        return render_to_file(self, path, SeedSource(seed), self.region(width, height, x, y),
                               RenderOptions.of(options, **settings))
 
 

@@ -95,7 +95,8 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, 
 
 
 def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, nproc, kw) -> None:
-    """``generate --runtime onnx``: an export folder through onnxruntime; imports no torch."""
+    """``generate --runtime onnx``: an export folder through onnxruntime, with the same checked
+    RenderOptions as the engine (what it cannot honour is refused); imports no torch."""
     from .scene.cli import NAMES as SCENE_NAMES
 
     if model_path is None:
@@ -103,10 +104,7 @@ def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, npr
     used = [n for n in SCENE_NAMES if kw.get(n) not in (None, (), False)]
     if latents_path is not None or used:
         raise UserError("--runtime onnx renders plain seeds (no --latents or scene options yet)")
-    for name in ("tile", "batch"):
-        v = kw.get(name)
-        if v is not None and not 1 <= v <= 16384:
-            raise UserError(f"--{name} must be in 1..16384, got {v}")
+    options, quiet = options_from(kw)
     for name, v in (("--width", width), ("--height", height)):
         if v is not None and v <= 0:
             raise UserError(f"{name} must be positive, got {v}")
@@ -115,7 +113,7 @@ def _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, npr
     from .export.runtime import generate_onnx
 
     generate_onnx(model_path, seed, 2048 if width is None else width, 256 if height is None else height, x, y,
-                  kw.get("tile"), kw.get("batch"), out, kw.get("force", False), kw.get("quiet", False))
+                  out, options, quiet)
 
 
 def _register_optional():

@@ -16,8 +16,8 @@ from infinitygan import UserError
     (dict(seed=1, width=True, height=64), "width must be an integer"),
     (dict(seed=1, width=0, height=64), "width must be >= 1"),
     (dict(seed=1, width=64, height=64, x=0.5), "x must be an integer"),
-    (dict(seed=1, width=64, height=64, tile=-3), "tile size must be >= 1"),
-    (dict(seed=1, width=64, height=64, batch=0), "batch size must be >= 1"),
+    (dict(seed=1, width=64, height=64, tile=-3), "tile must be >= 1"),
+    (dict(seed=1, width=64, height=64, batch=0), "batch must be >= 1"),
     (dict(seed=1, width=64, height=64, device="gpu9"), "unknown device"),
     (dict(seed=1, width=64, height=64, dtype="float8"), "unknown dtype"),
 ])

@@ -63,7 +63,7 @@ def test_pfg_tiles_seamlessly_nci_does_one_shot():
     r = ig.Region(-40, -24, 96, 64)
     assert np.abs(s.render(c, r, tile=16) - s.render(c, r, tile=96)).max() < 1e-4
     nci = ig.init_model("stylegan2-nci")
-    assert len(nci.synthesizer("cpu").plan(r, 16)) == 1
+    assert len(nci.synthesizer("cpu").planner.tile_plan(r, 16)) == 1
 
 
 def test_mini_table1_models_differ_only_in_architecture():

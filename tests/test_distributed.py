@@ -28,12 +28,18 @@ import json, sys
 import torch.distributed as dist
 from infinitygan.api import load_model
 from infinitygan.parallel.tiles import render_to_file_distributed
+from infinitygan.render import RenderOptions
 
 dist.init_process_group("gloo")
 model = load_model(sys.argv[1])
 synth, canvas = model.synthesizer("cpu"), model.canvas(3)
 region = model.region(200, 120, -37, -50)
-done = [render_to_file_distributed(f"{sys.argv[2]}/dist.{ext}", synth, canvas, region, tile=32) for ext in ("npy", "tif")]
+options = RenderOptions(tile=32, device="cpu")
+done = []
+for ext in ("npy", "tif"):
+    path = f"{sys.argv[2]}/dist.{ext}"
+    plan = synth.planner.file_plan(region, path, options.tile, options.batch)
+    done.append(render_to_file_distributed(synth, path, canvas, plan, options))
 with open(f"{sys.argv[2]}/result-{dist.get_rank()}.json", "w") as f:  # a file each: ranks' prints can interleave
     json.dump(done, f)
 dist.destroy_process_group()
@@ -65,9 +71,8 @@ def test_two_ranks_write_the_bytes_of_one_process(tiny_model_file, tmp_path):
     # the work was divided: each rank rendered its own units (round robin), together every tile once
     done = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("result-*.json"))]
     assert len(done) == 2
-    synth = model.synthesizer("cpu")
-    plan = synth.plan(model.region(200, 120, -37, -50), 32)
-    units = list(synth.groups(plan, synth.batch_size(None)))
+    plan = model.synthesizer("cpu").planner.plan(model.region(200, 120, -37, -50), 32)
+    units = list(plan.units())
     assert len(units) >= 4
     for per_rank in done:
         for d in per_rank:
@@ -138,14 +143,17 @@ lat = load_latents(sys.argv[3], model)
 # every rank with its own memory budget: the ranks must still agree on rank 0's work units
 options = RenderOptions(device="cpu", max_memory_mb=1.0 if rank == 1 else None)
 region = model.region(200, 120, -37, -50)
-render_to_file(model, SceneSource(Scene(3, cyclic=208)), region, f"{sys.argv[2]}/dist-cyclic.tif", options)
+render_to_file(model, f"{sys.argv[2]}/dist-cyclic.tif", SceneSource(Scene(3, cyclic=208)), region, options)
 big = model.region(160, 96, lat.region.x - 56, lat.region.y - 32)
-render_to_file(model, LatentsSource(lat, 5, big, feather=4), big, f"{sys.argv[2]}/dist-latents.npy", options)
+render_to_file(model, f"{sys.argv[2]}/dist-latents.npy", LatentsSource(lat, 5, big, feather=4), big, options)
 # the units each rank rendered (a style-fused scene, small tiles: many units)
 from infinitygan.parallel.tiles import render_to_file_distributed
 scene = SceneSource(Scene(3, [StyleCentre(Point(-60, 0), seed=1), StyleCentre(Point(60, 0), seed=2)]))
-synth = RenderOptions(device="cpu").synthesizer(model)
-done = render_to_file_distributed(f"{sys.argv[2]}/dist-style.tif", synth, scene.canvas(synth), region, tile=32)
+options = RenderOptions(device="cpu", tile=32)
+synth = options.synthesizer(model)
+path = f"{sys.argv[2]}/dist-style.tif"
+plan = synth.planner.file_plan(region, path, options.tile, options.batch)
+done = render_to_file_distributed(synth, path, scene.canvas(synth), plan, options)
 with open(f"{sys.argv[2]}/result-{dist.get_rank()}.json", "w") as f:  # a file each: ranks' prints can interleave
     json.dump(done, f)
 dist.destroy_process_group()
@@ -192,9 +200,8 @@ def test_scenes_and_latents_are_split_like_seeds(tiny_model_file, tmp_path):
     # each rank rendered about half of the scene's units (round robin), every tile once
     done = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("result-*.json"))]
     assert sorted(d["rank"] for d in done) == [0, 1]
-    synth = model.synthesizer("cpu")
-    plan = synth.plan(model.region(200, 120, -37, -50), 32)
-    units = list(synth.groups(plan, synth.batch_size(None)))
+    plan = model.synthesizer("cpu").planner.plan(model.region(200, 120, -37, -50), 32)
+    units = list(plan.units())
     assert len(units) >= 4 and sum(d["units"] for d in done) == len(units)
     assert sum(d["tiles"] for d in done) == len(plan) and abs(done[0]["units"] - done[1]["units"]) <= 1
 

@@ -17,6 +17,7 @@ except ImportError:  # (each test says so: require_browser)
 
 from infinitygan.serve.app import create_app  # noqa: E402
 from infinitygan.serve.scenes import SceneStore  # noqa: E402
+from infinitygan.render import RenderOptions  # noqa: E402
 from infinitygan.serve.tiles import TileRenderer  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def hash_text(url: str) -> str:
 
 
 def test_explorer_page(tiny_model):
-    renderer = TileRenderer(tiny_model, "cpu", max_zoom=1, band=256, render_tile=256)
+    renderer = TileRenderer(tiny_model, RenderOptions(device="cpu", tile=256), max_zoom=1, band=256)
     errors, tiles = [], []
     with serving(create_app(renderer, scene_store=SceneStore(renderer))) as base, sync_playwright() as pw, chromium(pw) as browser:
         page = browser.new_page(viewport={"width": 480, "height": 300})
@@ -112,7 +113,7 @@ def test_explorer_registers_an_evicted_scene_again_and_shows_rendering(tiny_mode
     """The server forgets a scene (evicted, or restarted): the page's scene tiles get 404, the
     page registers the scene again (same id) and the map fills in instead of staying blank. The
     panel says while tiles are rendering."""
-    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0, band=256, render_tile=256)
+    renderer = TileRenderer(tiny_model, RenderOptions(device="cpu", tile=256), max_zoom=0, band=256)
     store = SceneStore(renderer)
     posts = []
     post = store.post

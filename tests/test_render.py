@@ -51,7 +51,7 @@ def test_the_output_is_checked_once_and_the_file_equals_the_api(tmp_path, tiny_m
                  "--x", "-40", "--y", "-24", "--tile", "32", "--out", str(tmp_path / "cli.npy"), "--quiet"]) == 0
     assert len(calls) == 1
     region = tiny_model.region(80, 48, -40, -24)
-    render_to_file(tiny_model, SeedSource(2), region, tmp_path / "api.npy", RenderOptions(tile=48))
+    render_to_file(tiny_model, tmp_path / "api.npy", SeedSource(2), region, RenderOptions(tile=48))
     a, b = np.load(tmp_path / "cli.npy"), np.load(tmp_path / "api.npy")
     assert a.shape == (48, 80, 3)
     assert np.allclose(a, b, atol=1e-5)  # another tile size: the same pixels up to float rounding
@@ -75,7 +75,7 @@ def test_latents_honour_force_and_the_memory_budget(tmp_path, tiny_model, tiny_m
 
     def spy(self, *a, **k):
         init(self, *a, **k)
-        budgets.append(self.max_memory_mb)
+        budgets.append(self.planner.max_memory_mb)
 
     monkeypatch.setattr(synthesis.Synthesizer, "__init__", spy)
     import infinitygan.render.pipeline as pipeline

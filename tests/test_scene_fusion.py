@@ -26,7 +26,7 @@ def render_fused(synth, canvas, fusion, region, tile, batch=1):
 
 def render_per_tile(synth, canvas, fusion, region, tile, batch=1):
     """An independent tile loop: GS per tile on its own window (fused_forward), no shared GS."""
-    tiles = list(synth.plan(region, tile))
+    tiles = list(synth.planner.tile_plan(region, tile))
     out = np.zeros((region.height, region.width, 3), np.float32)
     zg, wplus = synth.styles(canvas)
     with torch.no_grad():
@@ -185,7 +185,7 @@ def test_fused_tiles_and_batches_equal_one_shot(tiny_model, synth, where):
     fusion = build_fusion(scene, synth.generator)
     canvas = tiny_model.canvas(7)
     region = Region(x0, y0, 160, 80)
-    ref = render_fused(synth, canvas, fusion, region, tile=synth.one_shot_tile(region))
+    ref = render_fused(synth, canvas, fusion, region, tile=synth.planner.one_shot_tile(region))
     assert ref.std() > 0.05
     out = render_fused(synth, canvas, fusion, region, tile=48, batch=3)
     assert np.abs(out - ref).max() <= TOL

@@ -19,13 +19,15 @@ with warnings.catch_warnings():  # starlette's TestClient would rather have http
 
 from infinitygan.io.images import to_uint8  # noqa: E402
 from infinitygan.serve.app import ClientGone, QueueFull, TileService, create_app  # noqa: E402
+from infinitygan.render import RenderOptions  # noqa: E402
 from infinitygan.serve.tiles import TileKey, TileRenderer, downsample  # noqa: E402
 from infinitygan.synthesis import Region  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def renderer(tiny_model):
-    return TileRenderer(tiny_model, "cpu", max_zoom=1, band=512, render_tile=128, batch_pixels=4 * 128 * 128)
+    return TileRenderer(tiny_model, RenderOptions(device="cpu", tile=128), max_zoom=1, band=512,
+                        batch_pixels=4 * 128 * 128)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_etag_304_and_same_bytes_from_a_fresh_server(client, tiny_model):
     assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
     assert client.get("/tiles/4/0/-3/0.png", headers={"If-None-Match": '"other"'}).status_code == 200
     assert client.get("/tiles/5/0/-3/0.png").headers["etag"] != etag
-    fresh = TileRenderer(tiny_model, "cpu", max_zoom=1, band=512, render_tile=128)
+    fresh = TileRenderer(tiny_model, RenderOptions(device="cpu", tile=128), max_zoom=1, band=512)
     with TestClient(create_app(fresh)) as c2:
         b = c2.get("/tiles/4/0/-3/0.png")
     assert b.content == a.content and b.headers["etag"] == etag
@@ -145,7 +147,8 @@ class GatedRenderer(TileRenderer):
 
 
 def test_concurrent_requests_share_forwards_queue_bounds_and_drops(tiny_model):
-    r = GatedRenderer(tiny_model, "cpu", max_zoom=1, band=512, render_tile=128, batch_pixels=16 * 256 * 256)
+    r = GatedRenderer(tiny_model, RenderOptions(device="cpu", tile=128), max_zoom=1, band=512,
+                      batch_pixels=16 * 256 * 256)
 
     async def main():
         svc = TileService(r, cache_bytes=1 << 24, max_queue=4, batch_tiles=16)
@@ -187,7 +190,7 @@ def test_render_failure_is_a_500_not_a_crash(tiny_model, caplog):
                 raise RuntimeError("boom /secret/path")
             return super().render(keys, scenes)
 
-    with TestClient(create_app(Broken(tiny_model, "cpu", max_zoom=0, band=256, render_tile=128))) as c:
+    with TestClient(create_app(Broken(tiny_model, RenderOptions(device="cpu", tile=128), max_zoom=0, band=256))) as c:
         r = c.get("/tiles/13/0/0/0.png")
         assert r.status_code == 500 and r.json() == {"error": "render failed"}  # no internal text
         assert c.get("/tiles/12/0/0/0.png").status_code == 200

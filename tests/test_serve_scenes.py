@@ -17,12 +17,13 @@ with warnings.catch_warnings():
 
 from infinitygan.serve.app import create_app  # noqa: E402
 from infinitygan.serve.scenes import SceneStore  # noqa: E402
+from infinitygan.render import RenderOptions  # noqa: E402
 from infinitygan.serve.tiles import TileRenderer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def client(tiny_model):
-    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0, band=256, render_tile=256)
+    renderer = TileRenderer(tiny_model, RenderOptions(device="cpu", tile=256), max_zoom=0, band=256)
     store = SceneStore(renderer)
     with TestClient(create_app(renderer, scene_store=store)) as c:
         yield c
@@ -103,7 +104,7 @@ def test_an_evicted_scene_still_renders_the_requests_that_took_it(tiny_model):
     carries the definition it took, so the tile renders (it used to be a 500)."""
     from infinitygan.serve.tiles import TileKey
 
-    renderer = TileRenderer(tiny_model, "cpu", max_zoom=0, band=256, render_tile=256)
+    renderer = TileRenderer(tiny_model, RenderOptions(device="cpu", tile=256), max_zoom=0, band=256)
     store = SceneStore(renderer, max_scenes=1)
     a = store.post(3, {"resample": [{"region": [-128, -128, 256, 256], "seed": 42}]})
     definition = store.get(3, a)

@@ -39,7 +39,7 @@ def test_overlapping_regions_agree(synth, canvas):
 def test_one_shot_equals_tiled(synth, canvas):
     region = Region(-100, -60, 180, 120)
     one = synth.render_one_shot(canvas, region)
-    assert len(synth.plan(region, 10_000)) == 1
+    assert len(synth.planner.tile_plan(region, 10_000)) == 1
     assert np.abs(one - synth.render(canvas, region, tile=32, batch=5)).max() <= TOL
 
 
@@ -131,14 +131,15 @@ def test_patch_by_patch_structure_equals_shared(synth, canvas):
     region = Region(-20, -30, 200, 110)
     shared = synth.render(canvas, region, tile=96)
     own = np.empty_like(shared)
-    for y, band in synth.bands(canvas, region, plan=synth.paper_plan(region), batch=1, shared_structure=False):
+    paper = synth.planner.render_plan(synth.planner.paper_plan(region), 1, shared_structure=False)
+    for y, band in synth.bands(canvas, paper):
         own[y: y + band.shape[0]] = band
     assert np.abs(own - shared).max() <= TOL
 
 
 def test_tiles_split_evenly_and_cover_the_region_once(synth):
     region = Region(-1030, -510, 2000, 2048)
-    plan = synth.plan(region, 512)
+    plan = synth.planner.tile_plan(region, 512)
     tiles = list(plan)
     assert {(t.rows, t.cols) for t in tiles} == {plan.window}
     # 2048 rows -> 4 tiles of 512; 2000 columns -> 4 tiles of 512 (the last one cropped to 464)
@@ -154,7 +155,7 @@ def test_tiles_split_evenly_and_cover_the_region_once(synth):
 
 
 def test_plans_are_lazy_at_any_width(synth):
-    plan = synth.plan(Region(0, 0, 2 ** 31 - 1, 256), 512)
+    plan = synth.planner.tile_plan(Region(0, 0, 2 ** 31 - 1, 256), 512)
     assert len(plan) == plan.cols == 4194304
     last = plan.tile(0, plan.cols - 1)
     assert last.x1 == 2 ** 31 - 1 and last.x0 == 512 * (plan.cols - 1)
@@ -168,16 +169,18 @@ def test_default_tiling_flops_close_to_one_shot(tiny_model):
     canvas = tiny_model.canvas(0)
     region = tiny_model.region(512, 512)
 
-    def flops(plan, shared=True):
+    planner = synth.planner
+
+    def flops(tiles, shared=True):
         with FlopCounterMode(display=False) as fc:
-            for _ in synth.tiles(canvas, region, batch=1, plan=plan, shared_structure=shared):
+            for _ in synth.tiles(canvas, planner.render_plan(tiles, 1, shared)):
                 pass
         return fc.get_total_flops()
 
-    one = flops(synth.one_shot_plan(region))
-    assert flops(synth.plan(region, 256)) <= 1.15 * one
+    one = flops(planner.one_shot_plan(region))
+    assert flops(planner.tile_plan(region, 256)) <= 1.15 * one
     # the authors' 101-pixel patches, GS per patch, cost far more
-    assert flops(synth.paper_plan(region), shared=False) > 1.4 * one
+    assert flops(planner.paper_plan(region), shared=False) > 1.4 * one
 
 
 def test_reduced_precision_does_not_cast_the_callers_model(tiny_model):

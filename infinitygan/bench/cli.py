@@ -39,8 +39,8 @@ def bench(model_path, width, height, device, dtype, repeats, tile, batch, modes)
     model = load_model(model_path)  # validate before spawning workers
     if "one_shot" in mode_list:
         synth = options.synthesizer(model)
-        plan = synth.one_shot_plan(model.region(width, height))
-        need = synth.working_bytes(*plan.window)
+        plan = synth.planner.one_shot_plan(model.region(width, height))
+        need = synth.planner.working_bytes(*plan.window)
         have = _memory_bytes()
         if have and need > have // 2:
             raise UserError(f"one-shot synthesis of {width}x{height} needs about {need / 2**30:.1f} GiB of working "

@@ -47,18 +47,19 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
     synth = model.synthesizer(device, dtype)
     canvas = model.canvas(seed)
     region = model.region(width, height)
+    planner = synth.planner
     if mode == "default":
-        plan = synth.plan(region, tile, batch=batch)
+        plan = planner.plan(region, tile, batch)
     elif mode == "paper_patches":
-        plan, batch = synth.paper_plan(region), 1
+        plan = planner.render_plan(planner.paper_plan(region), 1, shared_structure=False)
     elif mode == "one_shot":
-        plan, batch = synth.one_shot_plan(region), 1
+        plan = planner.render_plan(planner.one_shot_plan(region), 1)
     else:
         raise ValueError(mode)
     cuda = synth.device.type == "cuda"
 
     def run():
-        for _ in synth.tiles(canvas, region, batch=batch, plan=plan, shared_structure=mode != "paper_patches"):
+        for _ in synth.tiles(canvas, plan):
             pass
         if cuda:
             torch.cuda.synchronize()
@@ -83,7 +84,7 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
         with FlopCounterMode(display=False) as fc:
             run()
         flops = fc.get_total_flops() / (width * height)
-    t = plan.tile(0, 0)
+    t = plan.tiles.tile(0, 0)
     return {
         "flops_per_pixel": flops,
         "seconds": statistics.median(times),
@@ -91,7 +92,7 @@ def measure(model_path: str | None, width: int, height: int, mode: str, device: 
         "peak_rss_mb": round(peak_rss, 1),
         "tiles": len(plan),
         "tile_output": [synth.geometry.ts_output_size(t.rows), synth.geometry.ts_output_size(t.cols)],
-        "batch": batch if batch is not None else None,
+        "batch": batch if mode == "default" else plan.batch,
         "device": str(synth.device),
         "dtype": dtype,
     }

@@ -3,9 +3,11 @@ no torch is imported on this path, which shows that the graphs and the manifest 
 
 The canvas is recomputed here from its definition (``infinitygan.latents``): the same 64-bit
 counter-based hash of (seed, stream, channel, row, column) with the same Box-Muller transform,
-and the same coordinates (``infinitygan.coords``); the tile plan and the writers are the
-engine's own torch-free modules (``tiling``, ``geometry``, ``io.images``). Pixels agree with
-``generate`` up to float32 rounding of two runtimes (well within 2/255, tests/test_export.py).
+and the same coordinates (``infinitygan.coords``); the plan and the writers are the engine's own
+torch-free modules (``planning``, ``tiling``, ``geometry``, ``io.images``), and the request is the
+engine's ``RenderOptions``: what this runtime cannot honour (another device or dtype, a memory
+budget: it has no memory model of the graphs) is refused in one line, never ignored. Pixels agree
+with ``generate`` up to float32 rounding of two runtimes (well within 2/255, tests/test_export.py).
 """
 from __future__ import annotations
 
@@ -18,13 +20,16 @@ import numpy as np
 
 from ..errors import UserError, shown
 from ..geometry import Geometry
-from ..tiling import Region, plan_region, tile_unit
+from ..planning import Planner, RenderPlan, batches
+from ..tiling import Region
 
 M32 = np.uint64(0xFFFFFFFF)
 _C1, _C2 = np.uint64(0x7FEB352D), np.uint64(0x21F0AAAD)
 _LANE_A, _LANE_B = 0x3C6EF372, 0x6A09E667
 _COL_A, _COL_B = 0x510E527F, 0x1F83D9AB
 HORIZON_ROW = 2
+#: tile size (pixels) and tiles per forward when the options give none
+DEFAULT_TILE, DEFAULT_BATCH = 256, 4
 
 
 def _mix(h):
@@ -161,18 +166,25 @@ class OnnxRenderer:
             raise UserError(f"{folder}: cannot load its ONNX graphs ({first})") from None
         geo = self.manifest["geometry"]
         self.geometry = Geometry(geo["n_up"], geo["gs_layers"], geo["gs_kernel"])
-        self.unit = tile_unit(self.geometry)
+        self.planner = Planner(self.geometry)  # no channel widths: the tile size is always given
 
-    def tiles(self, seed: int, region: Region, tile: int = 256, batch: int = 4):
-        """Yield (tile, float32 pixels (h, w, 3)) row-major, like ``Synthesizer.tiles``."""
+    def plan(self, region: Region, path: str | Path | None = None, tile: int = DEFAULT_TILE,
+             batch: int = DEFAULT_BATCH) -> RenderPlan:
+        """The plan of ``region`` (for a file at ``path``: PNG in short rows): tiles of ``tile``
+        pixels, GS per tile, ``batch`` tiles per forward."""
+        if path is None:
+            return self.planner.plan(region, tile, batch, shared_structure=False)
+        return self.planner.file_plan(region, path, tile, batch, shared_structure=False)
+
+    def tiles(self, seed: int, plan: RenderPlan):
+        """Yield (tile, float32 pixels (h, w, 3)) of the plan row-major, like ``Synthesizer.tiles``."""
         lat, geo = self.manifest["latents"], self.geometry
-        plan = self.plan(region, tile)
         zero = np.zeros(1, np.int64)
         zg = gaussian_field(stream_key(seed, "zg"), lat["zg_dim"], zero, zero).reshape(1, lat["zg_dim"])
         w = self.sessions["mapping"].run(None, {"zg": zg})[0]
         m = geo.gs_margin
-        tiles = list(plan) if len(plan) <= 4096 else None
-        for part in _chunks(tiles if tiles is not None else iter(plan), batch):
+        for pairs in batches([plan]):
+            part = [tl for _, tl in pairs]
             zl, coords, noises = [], [], [[] for _ in range(2 * geo.n_up)]
             for tl in part:
                 r = np.arange(tl.rows + 2 * m, dtype=np.int64) + tl.row_cell - m
@@ -193,20 +205,20 @@ class OnnxRenderer:
             for tl, img in zip(part, rgb):
                 yield tl, img[:, tl.oy: tl.oy + tl.y1 - tl.y0, tl.ox: tl.ox + tl.x1 - tl.x0].transpose(1, 2, 0)
 
-    def plan(self, region: Region, tile: int = 256):
-        t = max(self.unit, int(round(tile / self.unit)) * self.unit)
-        return plan_region(region, self.geometry, t, t, self.unit)
 
+def check_options(options) -> None:
+    """UserError (one line) for what this runtime cannot honour: it runs the graphs on the CPU in
+    float32 and has no memory model of them (the tile size is ``--tile``, not a budget)."""
+    if str(options.device) not in ("auto", "cpu"):
+        raise UserError(f"--runtime onnx runs on the CPU (onnxruntime's CPU provider): --device {options.device} "
+                        "is not available to it")
+    from ..render.options import dtype_name
 
-def _chunks(it, n: int):
-    part = []
-    for x in it:
-        part.append(x)
-        if len(part) == n:
-            yield part
-            part = []
-    if part:
-        yield part
+    if dtype_name(options.dtype) != "float32":
+        raise UserError(f"--runtime onnx computes in float32 (the exported graphs' type), not --dtype {options.dtype}")
+    if options.max_memory_mb is not None:
+        raise UserError("--runtime onnx has no memory model of the exported graphs: give --tile (and --batch) "
+                        "instead of --max-memory")
 
 
 def default_region(manifest: dict, width: int, height: int, x: int | None, y: int | None) -> Region:
@@ -217,22 +229,36 @@ def default_region(manifest: dict, width: int, height: int, x: int | None, y: in
     return Region(cx if x is None else x, cy if y is None else y, width, height)
 
 
-def generate_onnx(folder, seed: int, width: int, height: int, x, y, tile, batch, out, force: bool,
-                  quiet: bool) -> Path:
+def generate_onnx(folder, seed: int, width: int, height: int, x, y, out, options, quiet: bool) -> Path:
     """``generate --runtime onnx``: the region of seed's plain canvas through onnxruntime, streamed
-    to ``out`` by the engine's writers."""
-    from ..io.images import check_output, png_tile_height, write_tiles
+    to ``out`` by the engine's writers. ``options``: the ``RenderOptions`` (tile, default 256;
+    batch, default 4; progress; force; see ``check_options`` for what is refused)."""
+    from ..io.images import check_output, write_tiles
 
+    check_options(options)
     r = OnnxRenderer(folder)
     region = default_region(r.manifest, width, height, x, y)
-    path = check_output(out, region.width, region.height, force)
-    t = tile or 256
-    if path.suffix.lower() == ".png":
-        t = min(t, png_tile_height(region.width, r.unit))
-    plan = r.plan(region, t)
-    tiles = r.tiles(seed, region, t, batch or 4)
-    pieces = ((tl.y0 - region.y, tl.x0 - region.x, px) for tl, px in tiles)
-    write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces, force)
+    path = check_output(out, region.width, region.height, options.force)
+    plan = r.plan(region, path, options.tile or DEFAULT_TILE, options.batch or DEFAULT_BATCH)
+    tiles = r.tiles(seed, plan)
+    bar = None
+    if options.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(plan), unit="tile", desc="synthesis (onnx)", leave=False)
+
+    def pieces():
+        for tl, px in tiles:
+            yield tl.y0 - region.y, tl.x0 - region.x, px
+            if bar is not None:
+                bar.update(1)
+
+    try:
+        write_tiles(path, region.width, region.height, plan.tiles.tile_height, plan.tiles.tile_width, pieces(),
+                    options.force)
+    finally:
+        if bar is not None:
+            bar.close()
     if not quiet:
         import click
 

@@ -94,10 +94,12 @@ class InbetweenSource:
 
 
 def inbetween(model, lats: list[Latents], seed: int, region: Region, kernel: int | None = None,
-              tile=None, batch=None, device=None, dtype="float32", progress: bool = False) -> np.ndarray:
-    """The joined images over ``region`` as float32 (H, W, 3)."""
-    synth = model.synthesizer(device, dtype)
-    return synth.render(InbetweenSource(lats, seed, kernel).canvas(synth), region, tile, batch, progress)
+              options: RenderOptions | None = None, **settings) -> np.ndarray:
+    """The joined images over ``region`` as float32 (H, W, 3). ``options`` / ``settings``: see
+    ``RenderOptions``."""
+    from ..render.pipeline import render_array
+
+    return render_array(model, InbetweenSource(lats, seed, kernel), region, RenderOptions.of(options, **settings))
 
 
 def inbetween_to_file(path: str | Path, model, lats: list[Latents], seed: int, region: Region,
@@ -106,5 +108,5 @@ def inbetween_to_file(path: str | Path, model, lats: list[Latents], seed: int, r
     pipeline, like ``generate``. ``options`` / ``settings``: see ``RenderOptions``."""
     from ..render.pipeline import render_to_file
 
-    return render_to_file(model, InbetweenSource(lats, seed, kernel), region, path,
+    return render_to_file(model, path, InbetweenSource(lats, seed, kernel), region,
                           RenderOptions.of(options, **settings))

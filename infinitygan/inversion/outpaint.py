@@ -115,18 +115,14 @@ def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: R
     feather is not None. ``options`` / ``settings``: see ``RenderOptions``."""
     from ..render.pipeline import render_to_file
 
-    return render_to_file(model, LatentsSource(lat, seed, region, feather, resample), region, path,
+    return render_to_file(model, path, LatentsSource(lat, seed, region, feather, resample), region,
                           RenderOptions.of(options, **settings))
 
 
-def outpaint(model, lat: Latents, seed: int, region: Region, tile=None, batch=None, device=None,
-             dtype="float32", progress: bool = False, feather: int | None = None, resample=()) -> np.ndarray:
-    """The outpainted region as float32 (H, W, 3)."""
-    source = LatentsSource(lat, seed, region, feather, resample)
-    synth = model.synthesizer(device, dtype)
-    tiles = synth.tiles(source.canvas(synth), region, tile, batch, progress, styles=source.styles())
-    post = source.post(region)
-    out = np.empty((region.height, region.width, 3), np.float32)
-    for t, px in (tiles if post is None else post(tiles)):
-        out[t.y0 - region.y: t.y1 - region.y, t.x0 - region.x: t.x1 - region.x] = px
-    return out
+def outpaint(model, lat: Latents, seed: int, region: Region, feather: int | None = None, resample=(),
+             options: RenderOptions | None = None, **settings) -> np.ndarray:
+    """The outpainted region as float32 (H, W, 3). ``options`` / ``settings``: see ``RenderOptions``."""
+    from ..render.pipeline import render_array
+
+    return render_array(model, LatentsSource(lat, seed, region, feather, resample), region,
+                        RenderOptions.of(options, **settings))

@@ -2,15 +2,15 @@
 torch.distributed group, one output file written by rank 0, streamed.
 
     torchrun --nproc_per_node N -m infinitygan generate ... --out big.tif      # CLI
-    render_to_file_distributed(path, synth, canvas, region)                   # Python API
+    render_to_file_distributed(synth, path, canvas, plan, options)            # Python API
 
-Plan. Rank 0 chooses the work (tile height and width, batch, tiles per unit of work) from its
-own memory budget and sends it to every rank, so ranks on different devices or with different
-budgets still agree on the units (a rank choosing its own would cut the region differently and
-the group would hang).
+Plan. Every rank plans the region (``planning.Planner``: tile height and width, batch, tiles per
+unit of work) from its own memory budget; rank 0's plan is sent to every rank and is the one run,
+so ranks on different devices or with different budgets still agree on the units (a rank running
+its own would cut the region differently and the group would hang).
 
-Work. The engine renders a region in units of work (``Synthesizer.groups``: neighbouring tiles
-of a row of tiles sharing one GS pass, GT in batches). Unit g is rendered by rank
+Work. The engine renders a plan in units of work (``RenderPlan.units``: neighbouring tiles of a
+row of tiles sharing one GS pass, GT in batches). Unit g is rendered by rank
 g mod world, with exactly the computation one process would do for it, so the output of N
 ranks is byte-identical to the output of one process, on any device. Any canvas renders so
 (plain seeds, scenes with style fusion, inverted latents with their W+ ``styles``); ``post``,
@@ -33,16 +33,16 @@ is detected by torchrun, which ends the others.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import UserError
-from ..io.images import png_tile_height, write_tiles
+from ..io.images import write_tiles
 from ..latents import Canvas
+from ..planning import RenderPlan
 from ..synthesis import Synthesizer
-from ..tiling import Region, plan_region
 
 _OK = 0
 _MAX_MESSAGE = 2000
@@ -87,39 +87,23 @@ def owner(unit: int, world: int) -> int:
     return unit % world
 
 
-def _units(synth: Synthesizer, plan, batch: int, chunk: int) -> Iterator[tuple[int, list]]:
-    for g, (i, j0, j1) in enumerate(synth.groups(plan, batch, chunk=chunk)):
-        yield g, list(plan.band(i, j0, j1))
-
-
-def agreed_plan(synth: Synthesizer, region: Region, path: Path, tile: int | None, batch: int | None,
-                group=None):
-    """(plan, batch, chunk): rank 0's choice, the same on every rank of ``group``."""
+def agreed_plan(plan: RenderPlan, group=None) -> RenderPlan:
+    """Rank 0's ``plan``, the same on every rank of ``group``."""
     dist = _dist()
-    choice = [None]
-    if dist.get_rank(group) == 0:
-        b = synth.batch_size(batch)
-        th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
-        plan = synth.plan(region, tile, tile_height=th, batch=b)
-        choice = [(plan.tile_height, plan.tile_width, b, synth.gs_chunk_tiles(plan, b))]
+    choice = [plan if dist.get_rank(group) == 0 else None]
     dist.broadcast_object_list(choice, src=_global(dist, group, 0), group=group)
-    th, tw, b, chunk = choice[0]
-    if synth.geometry.padded:
-        plan = synth.one_shot_plan(region)
-    else:
-        plan = plan_region(region, synth.geometry, th, tw, synth.unit)
-    return plan, b, chunk
+    return choice[0]
 
 
-def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Canvas, region: Region,
-                               tile: int | None = None, batch: int | None = None, progress: bool = False,
-                               force: bool = False, group=None, styles: torch.Tensor | None = None,
-                               post: Callable | None = None) -> dict:
-    """Render ``region`` of ``canvas`` to ``path`` with every rank of ``group`` (default: the
-    default process group, already initialised by the caller); call it on every rank with the
-    same arguments. Rank 0 writes the file (.tif, .png, .npy, .jpg); the others only render.
-    ``styles``: a W+ override (1, n_styles, style_dim); ``post``: a function over an iterator
-    of (tile, pixels), applied to each rank's own tiles.
+def render_to_file_distributed(synth: Synthesizer, path: str | Path, canvas: Canvas, plan: RenderPlan, options,
+                               group=None, styles: torch.Tensor | None = None, post: Callable | None = None) -> dict:
+    """Render ``plan`` (rank 0's: see ``agreed_plan``) of ``canvas`` to ``path`` with every rank of
+    ``group`` (default: the default process group, already initialised by the caller); call it on
+    every rank. ``options``: the ``RenderOptions`` (its progress bar shows on rank 0; ``force``).
+    Rank 0 writes the file (.tif, .png, .npy, .jpg); the others only render. ``styles``: a W+
+    override (1, n_styles, style_dim); ``post``: a function over an iterator of (tile, pixels),
+    applied to each rank's own tiles. A plan for a file comes from
+    ``synth.planner.file_plan(region, path, options.tile, options.batch)``.
 
     Returns {"rank", "world", "units", "tiles"}: what this rank rendered.
     """
@@ -128,16 +112,16 @@ def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Can
         raise UserError("torch.distributed is not initialised (init_process_group first, or use torchrun)")
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     path = Path(path)
-    plan, batch, chunk = agreed_plan(synth, region, path, tile, batch, group)
-    mine = synth.tiles(canvas, region, batch=batch, plan=plan, styles=styles, chunk=chunk,
-                       select=lambda g: owner(g, world) == rank)
+    plan = agreed_plan(plan, group)
+    region = plan.region
+    mine = synth.tiles(canvas, plan, styles=styles, select=lambda g: owner(g, world) == rank)
     if post is not None:
         mine = post(mine)
     done = {"rank": rank, "world": world, "units": 0, "tiles": 0}
 
     if rank != 0:
         try:
-            for g, tiles in _units(synth, plan, batch, chunk):
+            for g, tiles in enumerate(plan.unit_tiles()):
                 if owner(g, world) != rank:
                     continue
                 pieces = [np.ascontiguousarray(next(mine)[1], dtype=np.float32) for _ in tiles]
@@ -152,13 +136,13 @@ def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Can
         return done
 
     bar = None
-    if progress:
+    if options.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan), unit="tile", desc=f"synthesis ({world} ranks)", leave=False)
 
     def pieces():
-        for g, tiles in _units(synth, plan, batch, chunk):
+        for g, tiles in enumerate(plan.unit_tiles()):
             src = owner(g, world)
             if src == 0:
                 done["units"] += 1
@@ -177,7 +161,8 @@ def render_to_file_distributed(path: str | Path, synth: Synthesizer, canvas: Can
                     bar.update(1)
 
     try:
-        write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces(), force)
+        write_tiles(path, region.width, region.height, plan.tiles.tile_height, plan.tiles.tile_width, pieces(),
+                    options.force)
     finally:
         if bar is not None:
             bar.close()

@@ -10,7 +10,7 @@ plain seed, byte-identical to one process.
 from ..lazy import exports as _exports
 
 _EXPORTS = {"RenderOptions": "options", "resolve_device": "options", "resolve_dtype": "options", "Job": "pipeline",
-            "render_to_file": "pipeline", "require_tileable": "pipeline", "run": "pipeline",
+            "render_array": "pipeline", "render_to_file": "pipeline", "require_tileable": "pipeline", "run": "pipeline",
             "write_region": "pipeline", "CanvasSource": "sources", "SeedSource": "sources"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = _exports(__name__, _EXPORTS)

@@ -1,15 +1,23 @@
 """RenderOptions: how a region is rendered and written (tile, batch, device, dtype, memory
-budget, progress, force), built and checked once, then handed to every layer unchanged."""
+budget, progress, force), built and checked once, then handed to every runner unchanged.
+
+Importing this module and checking options import no torch (the ONNX runtime builds its options
+here too); torch comes in where it is needed: a CUDA or MPS device is checked for availability,
+``torch_device`` / ``torch_dtype`` / ``synthesizer`` resolve the names.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import UserError, check_int
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+#: the compute dtypes, by name (``DTYPES``: name -> torch.dtype, built on first use)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
 #: largest tile side (pixels) a request may ask for: far above any memory budget's choice
 MAX_TILE = 16384
 #: most tiles per forward pass
@@ -18,9 +26,23 @@ MAX_BATCH = 1024
 MAX_MEMORY_MB = float(2 ** 30)
 
 
+def _torch_dtypes() -> dict:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def __getattr__(name: str):
+    if name == "DTYPES":
+        return _torch_dtypes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """A torch.device from "auto" (CUDA, else MPS, else CPU), "cpu", "cuda", "cuda:N" or "mps";
     UserError when unknown or unavailable."""
+    import torch
+
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -43,13 +65,30 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise UserError(f"unsupported dtype {dtype} (choose from: {', '.join(DTYPES)})")
+    _check_dtype(dtype)
+    dtypes = _torch_dtypes()
+    if not isinstance(dtype, str):
+        if dtype not in dtypes.values():
+            raise UserError(f"unsupported dtype {dtype} (choose from: {', '.join(DTYPE_NAMES)})")
         return dtype
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r} (choose from: {', '.join(DTYPES)})")
-    return DTYPES[dtype]
+    return dtypes[dtype]
+
+
+def _check_dtype(dtype) -> None:
+    """UserError for a dtype name that is not one of DTYPE_NAMES (no torch for a name)."""
+    if isinstance(dtype, str) and dtype not in DTYPE_NAMES:
+        raise UserError(f"unknown dtype {dtype!r} (choose from: {', '.join(DTYPE_NAMES)})")
+    if not isinstance(dtype, str):
+        import torch
+
+        if not isinstance(dtype, torch.dtype):
+            raise UserError(f"unknown dtype {dtype!r} (choose from: {', '.join(DTYPE_NAMES)})")
+
+
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """The name (one of DTYPE_NAMES) of a dtype given by name or as a torch.dtype."""
+    _check_dtype(dtype)
+    return dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
 
 
 @dataclass(frozen=True)
@@ -92,8 +131,12 @@ class RenderOptions:
                 raise UserError(f"--max-memory must be a positive finite number of MB (at most {MAX_MEMORY_MB:.0f}), "
                                 f"got {self.max_memory_mb}")
             object.__setattr__(self, "max_memory_mb", mb)
-        resolve_dtype(self.dtype)
-        resolve_device(self.device)
+        if isinstance(self.dtype, str):
+            _check_dtype(self.dtype)
+        else:
+            resolve_dtype(self.dtype)
+        if not (isinstance(self.device, str) and self.device in ("auto", "cpu")):
+            resolve_device(self.device)  # a named accelerator: is it there? (imports torch)
         object.__setattr__(self, "progress", bool(self.progress))
         object.__setattr__(self, "force", bool(self.force))
 

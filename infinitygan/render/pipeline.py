@@ -1,7 +1,13 @@
 """The writer of every file-writing render: one process, or the ranks of a torchrun group.
 
-    render_to_file(model, source, region, path, options)   # Python API, either mode
+    render_to_file(model, path, source, region, options)   # Python API, either mode
+    render_array(model, source, region, options)            # Python API, this process: float32 (H, W, 3)
     run(build, out, options)                                # a command: set-up, errors, messages
+
+One plan, many runners: the synthesizer's planner makes the plan of the region for the file
+(``Planner.file_plan``: tile, batch, GS chunks, short rows for PNG) from the options, and this
+process (``write_region``) or the ranks of a torchrun group (``parallel.tiles``, rank 0's plan)
+run it.
 
 Everything refusable is refused before synthesis, once: the options on construction
 (``RenderOptions``), the output (path, JPEG limit, free disk space) here, the source and the
@@ -16,10 +22,12 @@ from pathlib import Path
 from typing import Callable
 
 import click
+import numpy as np
 
 from ..errors import UserError
-from ..io.images import check_output, check_output_path, png_tile_height, write_tiles
+from ..io.images import check_output, check_output_path, write_tiles
 from ..latents import Canvas
+from ..planning import RenderPlan
 from ..synthesis import Synthesizer
 from ..tiling import Region
 from .options import RenderOptions
@@ -35,18 +43,34 @@ def require_tileable(model, what: str) -> None:
                         "depend on the region asked for (render it in one shot with `generate`)")
 
 
-def write_region(path: Path, synth: Synthesizer, canvas: Canvas, region: Region, options: RenderOptions,
+def write_region(synth: Synthesizer, path: Path, canvas: Canvas, plan: RenderPlan, options: RenderOptions,
                  styles=None, post: PostProcess | None = None) -> Path:
-    """Stream a region of a canvas to an (already checked) image file in this process, through
-    the engine's tiles (atomic: a temporary file renamed at the end). PNG gets short rows of
-    tiles (``png_tile_height``): memory is bounded by a tile or a short row, never the image."""
-    th = png_tile_height(region.width, synth.unit) if path.suffix.lower() == ".png" else None
-    plan = synth.plan(region, options.tile, tile_height=th, batch=options.batch)
-    tiles = synth.tiles(canvas, region, batch=options.batch, progress=options.progress, plan=plan, styles=styles)
+    """Stream the plan's region of a canvas to an (already checked) image file in this process,
+    through the engine's tiles (atomic: a temporary file renamed at the end). With a plan of
+    ``Planner.file_plan`` memory is bounded by a tile or a short row of PNG, never the image."""
+    region = plan.region
+    tiles = synth.tiles(canvas, plan, options.progress, styles)
     if post is not None:
         tiles = post(tiles)
     pieces = ((t.y0 - region.y, t.x0 - region.x, px) for t, px in tiles)
-    return write_tiles(path, region.width, region.height, plan.tile_height, plan.tile_width, pieces, options.force)
+    return write_tiles(path, region.width, region.height, plan.tiles.tile_height, plan.tiles.tile_width, pieces,
+                       options.force)
+
+
+def render_array(model, source: CanvasSource, region: Region, options: RenderOptions | None = None) -> np.ndarray:
+    """``region`` of ``source`` rendered with ``model`` in this process: float32 (height, width, 3),
+    the source's per-tile step (``post``) applied. Memory: the whole array."""
+    options = options or RenderOptions()
+    synth = options.synthesizer(model)
+    plan = synth.planner.plan(region, options.tile, options.batch)
+    tiles = synth.tiles(source.canvas(synth), plan, options.progress, source.styles())
+    post = source.post(region)
+    if post is not None:
+        tiles = post(tiles)
+    out = np.empty((region.height, region.width, 3), np.float32)
+    for t, px in tiles:
+        out[t.y0 - region.y: t.y1 - region.y, t.x0 - region.x: t.x1 - region.x] = px
+    return out
 
 
 def _group_size() -> int:
@@ -55,24 +79,24 @@ def _group_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def render_to_file(model, source: CanvasSource, region: Region, path: str | Path,
+def render_to_file(model, path: str | Path, source: CanvasSource, region: Region,
                    options: RenderOptions | None = None) -> Path:
     """Render ``region`` of ``source`` with ``model`` to ``path`` (.png, .jpg, .tif, .npy).
 
     In a process group of several ranks (torch.distributed initialised, e.g. under torchrun),
-    call it on every rank: the ranks share the work and rank 0 writes the file.
+    call it on every rank: the ranks share the work (rank 0's plan) and rank 0 writes the file.
     """
     options = options or RenderOptions()
     world = _group_size()
     path = check_output(path, region.width, region.height, options.force)
     synth = options.synthesizer(model)
     canvas = source.canvas(synth)
+    plan = synth.planner.file_plan(region, path, options.tile, options.batch)
     if world == 1:
-        return write_region(path, synth, canvas, region, options, source.styles(), source.post(region))
+        return write_region(synth, path, canvas, plan, options, source.styles(), source.post(region))
     from ..parallel.tiles import render_to_file_distributed
 
-    render_to_file_distributed(path, synth, canvas, region, options.tile, options.batch, options.progress,
-                               options.force, styles=source.styles(), post=source.post(region))
+    render_to_file_distributed(synth, path, canvas, plan, options, styles=source.styles(), post=source.post(region))
     return path
 
 
@@ -99,7 +123,7 @@ def run(build: Callable[[], Job], out: str | Path, options: RenderOptions, quiet
     check_output_path(out)  # the cheap checks before loading anything
     if not env.launched():
         job = build()
-        path = render_to_file(job.model, job.source, job.region, out, options)
+        path = render_to_file(job.model, out, job.source, job.region, options)
         _say(path, job, 1, quiet)
         return path
     return _run_distributed(build, out, options, quiet)
@@ -128,22 +152,21 @@ def _run_distributed(build, out, options: RenderOptions, quiet: bool) -> Path:
         device, error = torch.device("cpu"), str(e)
     ctx = env.setup(device, backend="gloo")  # gloo: the tiles travel through host memory
     try:
-        job = synth = canvas = path = None
+        job = synth = canvas = path = plan = None
         if error is None:
             try:
                 job = build()
                 r = job.region
                 path = check_output(out, r.width, r.height, options.force) if ctx.is_main else Path(out)
                 synth = options.synthesizer(job.model, ctx.device)
-                synth.tile_size(options.tile, synth.batch_size(options.batch))
+                plan = synth.planner.file_plan(r, path, options.tile, options.batch)  # (rank 0's is everyone's)
                 canvas = job.source.canvas(synth)
             except UserError as e:
                 error = str(e)
         env.check_setup(ctx, error)
         try:
-            render_to_file_distributed(path, synth, canvas, job.region, options.tile, options.batch,
-                                       progress=options.progress and ctx.is_main, force=options.force,
-                                       styles=job.source.styles(), post=job.source.post(job.region))
+            render_to_file_distributed(synth, path, canvas, plan, options, styles=job.source.styles(),
+                                       post=job.source.post(job.region))
         except Exception:
             if not ctx.is_main:
                 sys.exit(1)  # the failure went to rank 0, which reports it in one line

@@ -45,12 +45,13 @@ def scene_region(model, scene: Scene, width: int | None = None, height: int | No
 
 
 def render(model, scene: Scene, width: int | None = None, height: int | None = None, x: int | None = None,
-           y: int | None = None, tile: int | None = None, batch: int | None = None, device=None,
-           dtype="float32", progress: bool = False, max_memory_mb: float | None = None) -> np.ndarray:
-    """Region of the scene's image as float32 (height, width, 3)."""
-    synth = model.synthesizer(device, dtype, max_memory_mb)
-    canvas = bind_scene(scene, synth)
-    return synth.render(canvas, scene_region(model, scene, width, height, x, y), tile, batch, progress)
+           y: int | None = None, options: RenderOptions | None = None, **settings) -> np.ndarray:
+    """Region of the scene's image as float32 (height, width, 3). ``options`` / ``settings``: see
+    ``RenderOptions`` (tile, batch, device, dtype, max_memory_mb, progress)."""
+    from ..render.pipeline import render_array
+
+    options = RenderOptions.of(options, **settings)
+    return render_array(model, SceneSource(scene), scene_region(model, scene, width, height, x, y), options)
 
 
 class SceneSource:
@@ -80,4 +81,4 @@ def render_to_file(model, path: str | Path, scene: Scene, width: int | None = No
     from ..render.pipeline import render_to_file as pipeline_render_to_file
 
     region = scene_region(model, scene, width, height, x, y)
-    return pipeline_render_to_file(model, SceneSource(scene), region, path, RenderOptions.of(options, **settings))
+    return pipeline_render_to_file(model, path, SceneSource(scene), region, RenderOptions.of(options, **settings))

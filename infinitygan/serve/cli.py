@@ -28,8 +28,8 @@ def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, m
     """Serve the infinite image as a web map: open http://HOST:PORT/ in a browser."""
     import math
 
-    from ..api import load_model, resolve_device, resolve_dtype
-    from ..render import require_tileable
+    from ..api import load_model
+    from ..render import RenderOptions, require_tileable
     from .tiles import MAX_ZOOM_LIMIT
 
     if not 0 <= max_zoom <= MAX_ZOOM_LIMIT:
@@ -51,13 +51,11 @@ def serve_cmd(model_path, host, port, device, dtype, max_zoom, band, cache_mb, m
         raise UserError("the tile server needs its extra: pip install 'infinitygan[serve]'") from None
     from .tiles import TileRenderer
 
-    dev = resolve_device(device)
-    resolve_dtype(dtype)
+    options = RenderOptions(device=device, dtype=dtype)  # checked: one line
     sock = _listen(host, port)  # a bad host or a busy port: one line, before any work
     model = load_model(model_path)
     require_tileable(model, "the tile server")
-    renderer = TileRenderer(model, dev, dtype, max_zoom=max_zoom, band=band,
-                            render_tile=1024 if dev.type == "cuda" else 512)
+    renderer = TileRenderer(model, options, max_zoom=max_zoom, band=band)  # engine tile: the device's largest
     app = create_app(renderer, cache_mb, max_queue, batch_tiles, scene_store=_scene_store(model, renderer))
     if not quiet:
         click.echo(f"serving {model.config.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)

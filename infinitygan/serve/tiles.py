@@ -9,9 +9,10 @@ horizon (further away the vertical coordinate is saturated and the image just re
 ground).
 
 ``TileRenderer.render`` takes many tile keys at once and runs them through shared GT forwards:
-keys are grouped by (seed, zoom, scene), every group's regions are planned with one tile size
-(so all their engine tiles share one window size) and forwarded ``batch`` at a time through
-``Synthesizer.forward_tiles``. Pixels are those of any other render of the same region.
+keys are grouped by (seed, zoom, scene), every group's regions are planned by the synthesizer's
+planner with one tile size (so all their engine tiles share one window size) and forwarded
+``batch`` at a time across regions (``planning.batches``) through ``Synthesizer.forward_tiles``.
+Pixels are those of any other render of the same region.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 from ..io.images import to_uint8
+from ..planning import batches, default_tile_batch
+from ..render.options import RenderOptions
 from ..synthesis import Region
 
 #: map tile size in pixels (Leaflet's default)
@@ -102,22 +105,26 @@ def downsample(img: np.ndarray, f: int) -> np.ndarray:
 class TileRenderer:
     """Renders map tiles of a model with shared forwards.
 
-    max_zoom: most zoomed-out level (0 .. MAX_ZOOM_LIMIT). band: half height of the valid rows
-    (pixels; default ``default_band``). render_tile: engine tile size used inside zoomed-out
-    tiles. batch_pixels: pixels per GT forward (the batch is batch_pixels / engine tile area).
-    scenes: optional callable (seed, scene id) -> (canvas, zg, styles) for scene tiles; the
-    extension point of style fusion.
+    options: the ``RenderOptions`` (device, dtype; ``tile``: the engine tile size inside
+    zoomed-out tiles, default the device's largest, 512 pixels on CPU, 1024 on CUDA). max_zoom:
+    most zoomed-out level (0 .. MAX_ZOOM_LIMIT). band: half height of the valid rows (pixels;
+    default ``default_band``). batch_pixels: pixels per GT forward (the batch is batch_pixels /
+    engine tile area). scenes: optional callable (seed, scene id) -> (canvas, zg, styles) for
+    scene tiles; the extension point of style fusion.
     """
 
-    def __init__(self, model, device=None, dtype="float32", max_zoom: int = 2, band: int | None = None,
-                 render_tile: int = 512, batch_pixels: int = 1 << 20, scenes=None):
+    def __init__(self, model, options: RenderOptions | None = None, max_zoom: int = 2, band: int | None = None,
+                 batch_pixels: int = 1 << 20, scenes=None):
         if not 0 <= max_zoom <= MAX_ZOOM_LIMIT:
             raise ValueError(f"max_zoom must be in 0..{MAX_ZOOM_LIMIT}")
+        options = options or RenderOptions()
         self.model = model
-        self.synth = model.synthesizer(device, dtype)
+        self.synth = options.synthesizer(model)
         self.max_zoom = int(max_zoom)
         self.band = default_band(model) if band is None else int(band)
-        self.render_tile = self.synth.tile_size(render_tile)
+        planner = self.synth.planner
+        self.render_tile = planner.tile_size(options.tile if options.tile is not None
+                                             else default_tile_batch(planner.device_type)[0])
         self.batch_pixels = int(batch_pixels)
         self.scenes = scenes
         self.fingerprint = model_fingerprint(model)
@@ -180,6 +187,7 @@ class TileRenderer:
         groups: dict[tuple, list[int]] = {}
         for i, k in enumerate(keys):
             groups.setdefault(k.group, []).append(i)
+        planner = self.synth.planner
         with self._lock, torch.inference_mode():
             for (seed, z, scene), idx in groups.items():
                 canvas, zg, styles = self._canvas_styles(seed, scene, (scenes or {}).get((seed, scene)))
@@ -187,17 +195,15 @@ class TileRenderer:
                 T = min(S, self.render_tile)
                 batch = max(1, self.batch_pixels // (T * T))
                 bufs = {i: np.empty((S, S, 3), np.float32) for i in idx}
-                work = []  # (key index, engine tile) pairs, all with one window size
-                for i in idx:
-                    k = keys[i]
-                    region = Region(k.x * S, k.y * S, S, S)
-                    work += [(i, t) for t in self.synth.plan(region, T)]
-                for a in range(0, len(work), batch):
-                    chunk = work[a: a + batch]
-                    img = self.synth.forward_tiles(canvas, [t for _, t in chunk], zg, styles)
+                # one plan per key, all with one window size; GS per tile, forwards across keys
+                plans = [planner.render_plan(planner.tile_plan(Region(keys[i].x * S, keys[i].y * S, S, S), T), batch,
+                                             shared_structure=False) for i in idx]
+                for part in batches(plans):
+                    img = self.synth.forward_tiles(canvas, [t for _, t in part], zg, styles)
                     img = img.float().cpu().numpy()
                     self.forwards += 1
-                    for (i, t), px in zip(chunk, img):
+                    for (n, t), px in zip(part, img):
+                        i = idx[n]
                         k = keys[i]
                         h, w = t.y1 - t.y0, t.x1 - t.x0
                         piece = px[:, t.oy: t.oy + h, t.ox: t.ox + w].transpose(1, 2, 0)

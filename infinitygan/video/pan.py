@@ -124,7 +124,7 @@ def pan_frames(synth: Synthesizer, canvas: Canvas, camera: Camera, strip: int | 
     Each yielded array is a view into the rolling buffer: copy it to keep it past the next frame.
     """
     L = synth.geometry.lattice
-    strip = synth.tile_size(strip if strip is not None else tile)
+    strip = synth.planner.tile_size(strip if strip is not None else tile)
     origin = (camera.left(0) // L) * L
     buf = StripBuffer(synth, canvas, camera.y, camera.height, strip, origin, tile, batch)
     for i in range(camera.frames):
