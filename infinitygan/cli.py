@@ -75,7 +75,7 @@ def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, 
         if scene is not None:
             raise UserError("--latents cannot be combined with scene options (--style, --resample, --cyclic, "
                             "--fusion-kernel, --scene)")
-        from .inversion.cli import latents_job
+        from .inversion.outpaint import latents_job
 
         relaunch(ctx, nproc)
         return run(lambda: latents_job(model_path, seed, width, height, x, y, latents_path), out, options, quiet)

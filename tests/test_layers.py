@@ -71,6 +71,32 @@ def test_nothing_imports_the_cli_module():
     assert not bad, bad
 
 
+#: what one command-line module may take from another: option declarations and their parsing
+SHARED_CLI = {"render_options", "options_from", "NPROC", "scene_options", "scene_from_options", "NAMES"}
+
+
+def _cli_imports(module: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import of a command-line module (``*.cli``, ``render.cli_options``)."""
+    tree = ast.parse(module.read_text())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1] in ("cli", "cli_options"):
+            out.append((node.module, [a.name for a in node.names]))
+    return out
+
+
+def test_logic_lives_outside_the_command_line_modules():
+    """Only command-line modules import command-line modules, and only option declarations:
+    logic other rooms need (e.g. the job of `generate --latents`) lives in a module of its room."""
+    cli_modules = {"cli.py", "cli_options.py", "__main__.py"}
+    bad = {}
+    for m in PKG.rglob("*.py"):
+        for mod, names in _cli_imports(m):
+            if m.name not in cli_modules or (m.name != "__main__.py" and set(names) - SHARED_CLI):
+                bad[str(m.relative_to(PKG))] = (mod, names)
+    assert not bad, bad
+
+
 def test_the_graph_is_read():
     g = _graph()
     assert "render" in g[PKG / "api.py"] and "synthesis" in g[PKG / "render" / "pipeline.py"]

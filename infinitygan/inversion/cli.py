@@ -261,25 +261,6 @@ def cyclic_latents(model, lat, cyclic: int | None, latents_path):
     return lat
 
 
-def latents_job(model_path, seed, width, height, x, y, latents_path):
-    """The job of ``generate --latents FILE``: the canvas of SEED with the file's latents over the
-    region (default: the image's own; a larger one is centred on it)."""
-    from ..api import load_model
-    from ..render import Job
-    from ..synthesis import Region
-    from .latents_file import load_latents
-    from .outpaint import LatentsSource
-
-    model = load_model(model_path)
-    lat = load_latents(latents_path, model)
-    r = lat.region
-    width = r.width if width is None else width
-    height = r.height if height is None else height
-    region = Region(r.x - (width - r.width) // 2 if x is None else x,
-                    r.y - (height - r.height) // 2 if y is None else y, width, height)
-    return Job(model, LatentsSource(lat, seed, region), region, f"at x={region.x}, y={region.y}")
-
-
 # ==================================================================================== inbetween
 @click.command("inbetween")
 @click.argument("left", type=click.Path(dir_okay=False))

@@ -108,6 +108,24 @@ class LatentsSource:
         return lambda tiles: paste_back(tiles, region, self.lat, self.feather)
 
 
+def latents_job(model_path, seed: int, width: int | None, height: int | None, x: int | None, y: int | None,
+                latents_path):
+    """The render job of ``generate --latents FILE``: the canvas of SEED with the file's latents over
+    the region (default: the image's own; a larger one is centred on it)."""
+    from ..api import load_model
+    from ..render import Job
+    from .latents_file import load_latents
+
+    model = load_model(model_path)
+    lat = load_latents(latents_path, model)
+    r = lat.region
+    width = r.width if width is None else width
+    height = r.height if height is None else height
+    region = Region(r.x - (width - r.width) // 2 if x is None else x,
+                    r.y - (height - r.height) // 2 if y is None else y, width, height)
+    return Job(model, LatentsSource(lat, seed, region), region, f"at x={region.x}, y={region.y}")
+
+
 def outpaint_to_file(path: str | Path, model, lat: Latents, seed: int, region: Region, feather: int | None = None,
                      resample=(), options: RenderOptions | None = None, **settings) -> Path:
     """Stream the outpainted region to an image file (atomic; .png, .tif, .npy, .jpg) through the
