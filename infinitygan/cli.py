@@ -46,27 +46,35 @@ def init(preset: str, seed: int, out: str):
 @click.option("--runtime", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
               help="onnx: render through onnxruntime alone from an `export` folder given as --model (no torch)")
 @scene_options
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help=".png, .jpg, .tif or .npy (raw float32)")
+@click.option("--out", required=True, type=click.Path(),
+              help=".png, .jpg, .tif, .npy (raw float32) or .zarr (an OME-Zarr pyramid)")
+@click.option("--resume", is_flag=True,
+              help="continue the render of --out that was killed part-way (.npy, .zarr): only the missing tiles")
 @render_options()
 @click.pass_context
-def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, out, nproc, **kw):
+def generate(ctx, model_path, seed, width, height, x, y, latents_path, runtime, out, resume, nproc, **kw):
     """Synthesize the region (x, y, width, height) of image SEED to a file.
 
-    Memory stays bounded whatever the size: .tif and .npy hold one tile, .png one short row of
-    tiles, .jpg the whole image (refused above 64 megapixels). Outputs whose uncompressed size
-    exceeds the free disk space are refused up front (--force for .png/.tif). Under torchrun
-    (`torchrun --nproc_per_node N -m infinitygan generate ...`) the ranks share the tiles of any
-    canvas (seed, scene or latents) and rank 0 writes the same bytes as one process.
+    Memory stays bounded whatever the size: .tif, .npy and .zarr hold one tile, .png one short
+    row of tiles, .jpg the whole image (refused above 64 megapixels). Outputs whose uncompressed
+    size exceeds the free disk space are refused up front (--force for .png/.tif/.zarr). Under
+    torchrun (`torchrun --nproc_per_node N -m infinitygan generate ...`) the ranks share the tiles
+    of any canvas (seed, scene or latents) and rank 0 writes the same bytes as one process; a
+    .zarr (OME-Zarr, with zoom-out levels) is written by every rank, each its own chunks. A
+    render to .npy or .zarr killed part-way continues with the same command and --resume.
     """
     if runtime == "onnx":
+        if resume:
+            raise UserError("--runtime onnx renders in one go (no --resume)")
         return _generate_onnx(model_path, seed, width, height, x, y, latents_path, out, nproc, kw)
     from .api import load_model
     from .parallel.launch import relaunch
-    from .render import Job, SeedSource, run
+    from .render import Job, RenderOptions, SeedSource, run
     from .scene.cli import NAMES as SCENE_NAMES
     from .scene.cli import scene_from_options
 
     options, quiet = options_from(kw)
+    options = RenderOptions.of(options, resume=resume or None)
     for name, v in (("--width", width), ("--height", height)):
         if v is not None and v <= 0:
             raise UserError(f"{name} must be positive, got {v}")

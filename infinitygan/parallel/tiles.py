@@ -96,14 +96,18 @@ def agreed_plan(plan: RenderPlan, group=None) -> RenderPlan:
 
 
 def render_to_file_distributed(synth: Synthesizer, path: str | Path, canvas: Canvas, plan: RenderPlan, options,
-                               group=None, styles: torch.Tensor | None = None, post: Callable | None = None) -> dict:
+                               group=None, styles: torch.Tensor | None = None, post: Callable | None = None,
+                               key: str | None = None) -> dict:
     """Render ``plan`` (rank 0's: see ``agreed_plan``) of ``canvas`` to ``path`` with every rank of
     ``group`` (default: the default process group, already initialised by the caller); call it on
     every rank. ``options``: the ``RenderOptions`` (its progress bar shows on rank 0; ``force``).
     Rank 0 writes the file (.tif, .png, .npy, .jpg); the others only render. ``styles``: a W+
     override (1, n_styles, style_dim); ``post``: a function over an iterator of (tile, pixels),
     applied to each rank's own tiles. A plan for a file comes from
-    ``synth.planner.file_plan(region, path, options.tile, options.batch)``.
+    ``synth.planner.file_plan(region, path, options.tile, options.batch)``. ``key``
+    (``render.resume.render_key``, .npy only): rank 0 writes through the partial file of the
+    render (``io.resumable.PartialNpy``), so a killed render resumes; with ``options.resume`` the
+    units it already holds are skipped by every rank.
 
     Returns {"rank", "world", "units", "tiles"}: what this rank rendered.
     """
@@ -114,7 +118,25 @@ def render_to_file_distributed(synth: Synthesizer, path: str | Path, canvas: Can
     path = Path(path)
     plan = agreed_plan(plan, group)
     region = plan.region
-    mine = synth.tiles(canvas, plan, styles=styles, select=lambda g: owner(g, world) == rank)
+    part, skip = None, frozenset()
+    if key is not None and path.suffix.lower() == ".npy":  # the partial file: rank 0's, its written units everyone's
+        from ..io.resumable import PartialNpy
+
+        found: list = [None, None]
+        if rank == 0:
+            try:
+                part = PartialNpy(path, region.width, region.height, key, sum(1 for _ in plan.units()),
+                                  resume=getattr(options, "resume", False))
+                found[0] = sorted(part.done)
+            except UserError as e:
+                found[1] = str(e)
+        dist.broadcast_object_list(found, src=_global(dist, group, 0), group=group)
+        if found[1] is not None:
+            if rank == 0:
+                raise UserError(found[1])
+            raise RankFailed("rank 0 failed")  # rank 0 says why
+        skip = frozenset(found[0])
+    mine = synth.tiles(canvas, plan, styles=styles, select=lambda g: owner(g, world) == rank and g not in skip)
     if post is not None:
         mine = post(mine)
     done = {"rank": rank, "world": world, "units": 0, "tiles": 0}
@@ -122,7 +144,7 @@ def render_to_file_distributed(synth: Synthesizer, path: str | Path, canvas: Can
     if rank != 0:
         try:
             for g, tiles in enumerate(plan.unit_tiles()):
-                if owner(g, world) != rank:
+                if owner(g, world) != rank or g in skip:
                     continue
                 pieces = [np.ascontiguousarray(next(mine)[1], dtype=np.float32) for _ in tiles]
                 done["units"] += 1
@@ -139,10 +161,14 @@ def render_to_file_distributed(synth: Synthesizer, path: str | Path, canvas: Can
     if options.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(plan), unit="tile", desc=f"synthesis ({world} ranks)", leave=False)
+        bar = tqdm(total=len(plan), initial=sum(len(u) for g, u in enumerate(plan.unit_tiles()) if g in skip),
+                   unit="tile", desc=f"synthesis ({world} ranks)", leave=False)
 
-    def pieces():
+    def items():
+        """(unit, tile, pixels) in the file's order, and (unit, None, None) after each unit."""
         for g, tiles in enumerate(plan.unit_tiles()):
+            if g in skip:
+                continue
             src = owner(g, world)
             if src == 0:
                 done["units"] += 1
@@ -156,13 +182,27 @@ def render_to_file_distributed(synth: Synthesizer, path: str | Path, canvas: Can
                     buf = torch.empty((t.y1 - t.y0, t.x1 - t.x0, 3), dtype=torch.float32)
                     dist.recv(buf, src=_global(dist, group, src), group=group)
                     px = buf.numpy()
-                yield t.y0 - region.y, t.x0 - region.x, px
+                yield g, t, px
                 if bar is not None:
                     bar.update(1)
+            yield g, None, None
 
     try:
-        write_tiles(path, region.width, region.height, plan.tiles.tile_height, plan.tiles.tile_width, pieces(),
-                    options.force)
+        if part is not None:
+            try:
+                for g, t, px in items():
+                    if t is None:
+                        part.unit_done(g)
+                    else:
+                        part.write(t.y0 - region.y, t.x0 - region.x, px)
+            except BaseException:
+                part.close()
+                raise
+            part.commit()
+        else:
+            pieces = ((t.y0 - region.y, t.x0 - region.x, px) for _, t, px in items() if t is not None)
+            write_tiles(path, region.width, region.height, plan.tiles.tile_height, plan.tiles.tile_width, pieces,
+                        options.force)
     finally:
         if bar is not None:
             bar.close()

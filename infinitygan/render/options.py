@@ -100,7 +100,8 @@ class RenderOptions:
       "mps" (or a torch.device). dtype: "float32", "bfloat16", "float16". max_memory_mb: the
       working-memory budget that picks the default tile (default: 256 MB on CPU, a quarter of
       the GPU). progress: a progress bar. force: write even when the uncompressed output
-      exceeds the free disk space (.png / .tif).
+      exceeds the free disk space (.png / .tif / .zarr). resume: continue the partial output a
+      killed render of the same image left (.npy and .zarr: ``io.resumable``).
     """
 
     tile: int | None = None
@@ -110,6 +111,7 @@ class RenderOptions:
     max_memory_mb: float | None = None
     progress: bool = False
     force: bool = False
+    resume: bool = False
 
     def __post_init__(self):
         if self.tile is not None:
@@ -139,6 +141,7 @@ class RenderOptions:
             resolve_device(self.device)  # a named accelerator: is it there? (imports torch)
         object.__setattr__(self, "progress", bool(self.progress))
         object.__setattr__(self, "force", bool(self.force))
+        object.__setattr__(self, "resume", bool(self.resume))
 
     @classmethod
     def of(cls, options: "RenderOptions | None" = None, **settings) -> "RenderOptions":

@@ -26,11 +26,13 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.images import check_output, check_output_path, write_tiles
+from ..io.resumable import RESUMABLE, check_resumable
 from ..latents import Canvas
 from ..planning import RenderPlan
 from ..synthesis import Synthesizer
 from ..tiling import Region
 from .options import RenderOptions
+from .resume import render_key, write_npy_resumable
 from .sources import CanvasSource, PostProcess
 
 
@@ -81,23 +83,43 @@ def _group_size() -> int:
 
 def render_to_file(model, path: str | Path, source: CanvasSource, region: Region,
                    options: RenderOptions | None = None) -> Path:
-    """Render ``region`` of ``source`` with ``model`` to ``path`` (.png, .jpg, .tif, .npy).
+    """Render ``region`` of ``source`` with ``model`` to ``path`` (.png, .jpg, .tif, .npy, .zarr).
 
     In a process group of several ranks (torch.distributed initialised, e.g. under torchrun),
-    call it on every rank: the ranks share the work (rank 0's plan) and rank 0 writes the file.
+    call it on every rank: the ranks share the work (rank 0's plan) and rank 0 writes the file;
+    a .zarr is written by every rank, each its own tiles' chunks. .npy and .zarr renders can be
+    resumed (``options.resume``) after a kill.
     """
     options = options or RenderOptions()
-    world = _group_size()
+    if options.resume:
+        check_resumable(path)
     path = check_output(path, region.width, region.height, options.force)
     synth = options.synthesizer(model)
-    canvas = source.canvas(synth)
     plan = synth.planner.file_plan(region, path, options.tile, options.batch)
-    if world == 1:
-        return write_region(synth, path, canvas, plan, options, source.styles(), source.post(region))
-    from ..parallel.tiles import render_to_file_distributed
-
-    render_to_file_distributed(synth, path, canvas, plan, options, styles=source.styles(), post=source.post(region))
+    _render(synth, path, source, plan, options, _group_size())
     return path
+
+
+def _render(synth: Synthesizer, path: Path, source: CanvasSource, plan: RenderPlan, options: RenderOptions,
+            world: int, canvas: Canvas | None = None) -> None:
+    """The runner for the output: .zarr every rank writes; .npy through its partial file (it
+    resumes); the other formats streamed by this process or, in a group, by rank 0."""
+    canvas = source.canvas(synth) if canvas is None else canvas
+    styles, post = source.styles(), source.post(plan.region)
+    ext = path.suffix.lower()
+    key = render_key(synth.generator, source, plan, synth.dtype, synth.device) if ext in RESUMABLE else None
+    if ext == ".zarr":
+        from ..parallel.chunks import render_to_zarr
+
+        render_to_zarr(synth, path, canvas, plan, options, key, styles=styles, post=post)
+    elif world == 1 and ext == ".npy":
+        write_npy_resumable(synth, path, canvas, plan, options, key, styles, post)
+    elif world == 1:
+        write_region(synth, path, canvas, plan, options, styles, post)
+    else:
+        from ..parallel.tiles import render_to_file_distributed
+
+        render_to_file_distributed(synth, path, canvas, plan, options, styles=styles, post=post, key=key)
 
 
 @dataclass
@@ -121,6 +143,8 @@ def run(build: Callable[[], Job], out: str | Path, options: RenderOptions, quiet
     from ..parallel import env
 
     check_output_path(out)  # the cheap checks before loading anything
+    if options.resume:
+        check_resumable(out)
     if not env.launched():
         job = build()
         path = render_to_file(job.model, out, job.source, job.region, options)
@@ -143,7 +167,6 @@ def _run_distributed(build, out, options: RenderOptions, quiet: bool) -> Path:
     import torch
 
     from ..parallel import env
-    from ..parallel.tiles import render_to_file_distributed
 
     error = None
     try:
@@ -152,7 +175,7 @@ def _run_distributed(build, out, options: RenderOptions, quiet: bool) -> Path:
         device, error = torch.device("cpu"), str(e)
     ctx = env.setup(device, backend="gloo")  # gloo: the tiles travel through host memory
     try:
-        job = synth = canvas = path = plan = None
+        job = synth = path = plan = canvas = None
         if error is None:
             try:
                 job = build()
@@ -165,8 +188,7 @@ def _run_distributed(build, out, options: RenderOptions, quiet: bool) -> Path:
                 error = str(e)
         env.check_setup(ctx, error)
         try:
-            render_to_file_distributed(synth, path, canvas, plan, options, styles=job.source.styles(),
-                                       post=job.source.post(job.region))
+            _render(synth, path, job.source, plan, options, ctx.world_size, canvas)
         except Exception:
             if not ctx.is_main:
                 sys.exit(1)  # the failure went to rank 0, which reports it in one line

@@ -82,3 +82,30 @@ def render_key(generator, source, plan, dtype, device: torch.device) -> str:
     _feed(h, (region.x, region.y, region.width, region.height, tiles.tile_height, tiles.tile_width, plan.batch,
               plan.chunk, plan.shared_structure, str(dtype), torch.device(device).type))
     return h.hexdigest()
+
+
+def write_npy_resumable(synth, path, canvas, plan, options, key: str, styles=None, post=None):
+    """Render ``plan`` of ``canvas`` to the .npy ``path`` in this process through its partial
+    file (``io.resumable.PartialNpy``): with ``options.resume`` the units a killed render of the
+    same ``key`` already wrote are skipped; every unit is journalled once written, so a render
+    killed now can be resumed in turn. Memory: one tile."""
+    from ..io.resumable import PartialNpy
+
+    units = [list(u) for u in plan.unit_tiles()]
+    region = plan.region
+    part = PartialNpy(path, region.width, region.height, key, len(units), resume=options.resume)
+    try:
+        todo = [g for g in range(len(units)) if g not in part.done]
+        tiles = synth.tiles(canvas, plan, options.progress, styles, select=set(todo).__contains__)
+        if post is not None:
+            tiles = post(tiles)
+        tiles = iter(tiles)
+        for g in todo:
+            for _ in units[g]:
+                t, px = next(tiles)
+                part.write(t.y0 - region.y, t.x0 - region.x, px)
+            part.unit_done(g)
+    except BaseException:
+        part.close()
+        raise
+    return part.commit()
