@@ -115,6 +115,9 @@ class Planner:
     then every tile size must be given). device_type: "cpu", "cuda" or "mps" (default tile and
     batch). item_bytes: bytes per value of the compute dtype. max_memory_mb: the working-memory
     budget (default ``DEFAULT_MAX_MEMORY_MB`` of the device kind; CUDA's must be given).
+    limit_bytes: the most memory a plan's forward may need (the device's memory on CUDA, which the
+    caller measures; None: the memory the host has available, ``io.resources``): a plan beyond it,
+    e.g. a 16384-pixel tile at batch 1024, is refused before anything is allocated.
     """
 
     geometry: object
@@ -122,6 +125,7 @@ class Planner:
     device_type: str = "cpu"
     item_bytes: int = 4
     max_memory_mb: float | None = None
+    limit_bytes: int | None = None
 
     def __post_init__(self):
         mb = self.max_memory_mb
@@ -221,7 +225,39 @@ class Planner:
         ``gs_chunk_tiles`` (or per tile without ``shared_structure``)."""
         b = self.batch_size(batch)
         chunk = self.gs_chunk_tiles(tiles, b) if shared_structure else b
-        return RenderPlan(tiles, b, chunk, shared_structure)
+        plan = RenderPlan(tiles, b, chunk, shared_structure)
+        self.check_fits(plan)
+        return plan
+
+    def plan_bytes(self, plan: RenderPlan) -> int:
+        """The working memory of a plan's largest step (a lower bound, see ``working_bytes``): GT
+        on a forward of its tiles (at most ``batch``, the unit's, the row's), or GS on a unit."""
+        g, cfg, tiles = self.geometry, self._widths(), plan.tiles
+        rows, cols = tiles.window
+        per_unit = min(plan.chunk, tiles.cols)
+        gt = self.working_bytes(rows, cols, min(plan.batch, per_unit))
+        if not plan.shared_structure:
+            return gt
+        step = tiles.tile_width // g.lattice
+        cells = cols + (per_unit - 1) * step  # the unit's GS window, margins counted per cell below
+        per_cell = (rows + 2 * g.gs_margin) * (cfg.zl_dim + cfg.coords.channels + 2 * cfg.gs_channels) * self.item_bytes
+        return max(gt, cells * per_cell)
+
+    def check_fits(self, plan: RenderPlan) -> None:
+        """UserError when the plan's largest step needs more than ``limit_bytes`` (default: the
+        memory the host has available): refused before anything is allocated."""
+        if self.config is None:  # no memory model: the caller sizes its own tiles
+            return
+        from .io.resources import available_memory, size_text
+
+        limit = self.limit_bytes if self.limit_bytes is not None else available_memory()
+        need = self.plan_bytes(plan)
+        if limit is not None and need > limit:
+            t = plan.tiles
+            raise UserError(f"tiles of {t.tile_width}x{t.tile_height} pixels at batch {plan.batch} need at least "
+                            f"{size_text(need)} of working memory, more than the {size_text(limit)} "
+                            f"{'of the device' if self.limit_bytes is not None else 'available'}: a smaller --tile "
+                            "or --batch (the default tile fits the memory budget)")
 
     def plan(self, region: Region, tile: int | None = None, batch: int | None = None,
              tile_height: int | None = None, shared_structure: bool = True) -> RenderPlan:

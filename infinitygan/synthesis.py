@@ -70,9 +70,13 @@ class Synthesizer:
         self.generator = generator.eval()
         self.geometry = generator.geometry
         self.cfg = generator.cfg
-        if max_memory_mb is None and self.device.type == "cuda":
-            max_memory_mb = torch.cuda.get_device_properties(self.device).total_memory / 4 / 2 ** 20
-        self.planner = Planner(self.geometry, self.cfg, self.device.type, torch.finfo(dtype).bits // 8, max_memory_mb)
+        limit = None  # the host's available memory
+        if self.device.type == "cuda":
+            limit = torch.cuda.get_device_properties(self.device).total_memory
+            if max_memory_mb is None:
+                max_memory_mb = limit / 4 / 2 ** 20
+        self.planner = Planner(self.geometry, self.cfg, self.device.type, torch.finfo(dtype).bits // 8, max_memory_mb,
+                               limit)
 
     # ---- inputs ----------------------------------------------------------------------------
     def _inputs(self, canvas: Canvas, tiles: list[Tile]):

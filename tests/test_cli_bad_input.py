@@ -474,3 +474,25 @@ def test_the_png_writers_row_is_checked_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="PNG holds at most"):
         check_output(tmp_path / "a.png", 2 ** 31, 16, force=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tile_and_batch_beyond_memory_are_refused_by_the_planner(tiny_model):
+    """A 16384-pixel tile at batch 1024 (295 GB for the tiny model) is refused when planned:
+    nothing is allocated (the planner holds no tensors)."""
+    from infinitygan.errors import UserError
+    from infinitygan.planning import Planner
+    from infinitygan.tiling import Region
+
+    g = tiny_model.generator
+    planner = Planner(g.geometry, tiny_model.config.generator, "cpu", 4, limit_bytes=8 * 2 ** 30)
+    with pytest.raises(UserError, match="tiles of 16384x16384 pixels at batch 1024 need at least"):
+        planner.plan(Region(0, 0, 65536, 16384), tile=16384, batch=1024)
+    planner.plan(Region(0, 0, 64, 64), tile=16384, batch=1024)  # the tile shrinks to the region: fits
+    planner.plan(Region(0, 0, 65536, 16384))  # the default tile fits the budget
+
+
+def test_generate_refuses_a_tile_and_batch_beyond_memory(tmp_path, monkeypatch, capsys, tiny_model_file):
+    monkeypatch.setenv("INFINITYGAN_MEMORY_MB", "100")
+    _refused(capsys, ["generate", "--model", tiny_model_file, "--width", 2048, "--height", 512, "--tile", 512,
+                      "--batch", 4, "--out", tmp_path / "o.tif"], "at batch 4 need at least")
+    assert list(tmp_path.iterdir()) == []
