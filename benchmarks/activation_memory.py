@@ -15,7 +15,8 @@ case in a fresh child process, and prints per phase:
   the phase starts (Linux: ``/proc/self/clear_refs`` resets the peak, ``VmHWM`` reads it; freed
   memory is returned to the kernel with ``malloc_trim`` before each phase). It adds what does not
   go through PyTorch's allocator (oneDNN's scratch buffers, allocator slack); it is what the OS sees.
-* ``seconds`` / ``cpu_seconds`` of the phase.
+* ``seconds`` / ``cpu_seconds`` of the phase (on a shared machine the wall seconds include the
+  time the process waited for a core; the CPU seconds do not).
 
 The Adam moments are created before the measurement (an Adam step with zero gradients leaves
 the weights as they are), so that no phase counts them. The iteration's peak is the largest
@@ -138,6 +139,7 @@ def child(preset: str, batch: int, checkpoint: bool, threads: int, phases: list[
     res["peak_tensor_mb"] = max(v["tensor_mb"] for v in ph.values())
     res["peak_rss_mb"] = max(v["rss_mb"] for v in ph.values())
     res["seconds_per_iteration"] = round(sum(v["seconds"] / every[k] for k, v in ph.items()), 2)
+    res["cpu_seconds_per_iteration"] = round(sum(v["cpu_seconds"] / every[k] for k, v in ph.items()), 2)
     return res
 
 
@@ -183,10 +185,13 @@ def main() -> None:
                        "tensor_ratio": round(on["peak_tensor_mb"] / off["peak_tensor_mb"], 3),
                        "rss_ratio": round(on["peak_rss_mb"] / off["peak_rss_mb"], 3),
                        "time_ratio": round(on["seconds_per_iteration"] / off["seconds_per_iteration"], 3),
+                       "cpu_time_ratio": round(on["cpu_seconds_per_iteration"] / off["cpu_seconds_per_iteration"], 3),
                        "phase_tensor_ratio": {k: round(on["phases"][k]["tensor_mb"] / off["phases"][k]["tensor_mb"], 3)
                                               for k in off["phases"]},
                        "phase_time_ratio": {k: round(on["phases"][k]["seconds"] / off["phases"][k]["seconds"], 3)
-                                            for k in off["phases"]}}
+                                            for k in off["phases"]},
+                       "phase_cpu_time_ratio": {k: round(on["phases"][k]["cpu_seconds"] / off["phases"][k]["cpu_seconds"], 3)
+                                                for k in off["phases"]}}
             results.append(summary)
             print(json.dumps(summary), flush=True)
     if args.json:
