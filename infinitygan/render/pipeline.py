@@ -189,7 +189,9 @@ def _run_distributed(build, out, options: RenderOptions, quiet: bool) -> Path:
         env.check_setup(ctx, error)
         try:
             _render(synth, path, job.source, plan, options, ctx.world_size, canvas)
-        except Exception:
+        except Exception as e:
+            if env.is_lost_peer(e):  # a rank killed outright: every survivor says so in one line
+                raise env.lost_peer(ctx, e) from None
             if not ctx.is_main:
                 sys.exit(1)  # the failure went to rank 0, which reports it in one line
             raise
