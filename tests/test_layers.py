@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parents[1] / "infinitygan"
 CORE = {"errors", "lazy", "config", "coords", "latents", "nn", "structure", "texture", "generator", "geometry", "tiling",
         "synthesis", "planning", "io", "discriminator"}
 ENGINE = CORE | {"api", "bundled", "presets", "info", "render", "parallel"}
-ROOMS = {"scene", "inversion", "data", "training", "metrics", "serve", "video", "bench", "official", "export"}
+ROOMS = {"scene", "inversion", "data", "training", "metrics", "serve", "video", "bench", "official", "export", "campaign"}
 
 
 def _top(module: Path) -> str:
