@@ -25,6 +25,7 @@ import yaml
 from safetensors.torch import load_file
 
 from infinitygan.parallel.env import free_port
+from test_training import MICRO as _MICRO
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,14 +34,7 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
 
 #: the micro config of test_training (an iteration takes tens of milliseconds): R1 every 2, path
 #: length every 3 iterations, so the resumed stretch holds every phase
-MICRO = {
-    "name": "micro",
-    "generator": {"zg_dim": 16, "zl_dim": 8, "style_dim": 16, "mapping_layers": 2, "gs_layers": 2,
-                  "gs_kernel": 3, "gs_channels": 8, "n_up": 2, "ts_channels": [16, 16, 8, 8], "ts_input": 8},
-    "discriminator": {"channels": [8, 16, 16, 16], "mbstd_group": 2},
-    "training": {"batch_size": 4, "full_size": 33, "pre_resize": None, "checkpoint_every": 2,
-                 "sample_every": 100, "log_every": 1, "r1_every": 2, "pl_every": 3, "iterations": 9},
-}
+MICRO = {**_MICRO, "training": {**_MICRO["training"], "sample_every": 100, "iterations": 9}}
 FINAL = "ckpt-00000009.safetensors"
 LAUNCH_TIMEOUT = 240  # seconds, per torchrun (a few seconds each on an idle machine)
 
