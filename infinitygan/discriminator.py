@@ -65,16 +65,39 @@ class ConvLayer(nn.Sequential):
         self.downsample, self.activate = downsample, activate
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        if self.downsample:
-            x = self[0](x)
+        return self.forward_channels(slice(None), x, gain)
+
+    def forward_channels(self, channels: slice, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """Output channels ``channels`` of ``forward`` (B, len, H', W'), computed on their own
+        (activation checkpointing recomputes a wide layer a channel group at a time). A group of
+        a downsampling layer runs the blur and the stride-2 conv as one stride-2 conv with the
+        blurred kernel, so that no blurred copy of the input (as large as it) is held."""
+        whole = channels == slice(None)
+        part = (lambda t: t) if whole else (lambda t: t[channels])  # noqa: E731
         conv: EqualConv2d = self[1 if self.downsample else 0]
+        w, padding = part(conv.weight), conv.padding
+        if self.downsample and whole:
+            x = self[0](x)
+        elif self.downsample:
+            w, padding = _blurred_kernel(w, self[0]), self[0].pad[0]
+            if self[0].pad[0] != self[0].pad[1]:
+                x, padding = F.pad(x, (self[0].pad[0], self[0].pad[1]) * 2), 0
         if not self.activate:
-            return F.conv2d(x, conv.weight * (conv.scale * gain), None if conv.bias is None else conv.bias * gain,
-                            stride=conv.stride, padding=conv.padding)
+            return F.conv2d(x, w * (conv.scale * gain), None if conv.bias is None else part(conv.bias) * gain,
+                            stride=conv.stride, padding=padding)
         g = SQRT2 * gain
-        y = F.conv2d(x, conv.weight * (conv.scale * g), self[-1].bias.to(x.dtype) * g,
-                     stride=conv.stride, padding=conv.padding)
+        y = F.conv2d(x, w * (conv.scale * g), part(self[-1].bias).to(x.dtype) * g,
+                     stride=conv.stride, padding=padding)
         return F.leaky_relu(y, 0.2)
+
+
+def _blurred_kernel(w: torch.Tensor, blur: Blur) -> torch.Tensor:
+    """(out, in, k, k) -> (out, in, k + 3, k + 3): the kernel of blur-then-conv as one conv (the
+    blur's 4 x 4 kernel convolved with each k x k one; the blur kernel is symmetric)."""
+    o, i, k, _ = w.shape
+    b = blur.kernel.to(w.dtype)
+    full = F.conv2d(F.pad(w.reshape(o * i, 1, k, k), (3, 3, 3, 3)), b.view(1, 1, 4, 4))
+    return full.reshape(o, i, k + 3, k + 3)
 
 
 class ResBlock(nn.Module):

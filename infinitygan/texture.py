@@ -21,7 +21,7 @@ from torch import nn
 from .config import GeneratorConfig
 from .nn import EqualLinear, FusedLeakyReLU, ModulatedConv2d, NoiseInjection, PixelNorm, ToRGB
 from .nn.checkpointing import run_segment
-from .nn.layers import SQRT2
+from .nn.layers import SQRT2, fused_leaky_relu
 
 
 class MappingNetwork(nn.Module):
@@ -68,6 +68,12 @@ class StyledConv(nn.Module):
             return clamp_half(self._training_forward(x, style, noise))
         # the conv output is a fresh tensor: without autograd, noise/bias/activation run in place
         return clamp_half(self.activate(self.noise(self.conv(x, style), noise, inplace=True), inplace=True))
+
+    def forward_channels(self, channels: slice, x, style, noise=None):
+        """Output channels ``channels`` of ``forward`` (B, len, H', W'), computed on their own
+        (activation checkpointing recomputes a wide layer a channel group at a time)."""
+        out = self.noise(self.conv(x, style, channels), noise)
+        return clamp_half(fused_leaky_relu(out, self.activate.bias[channels]))
 
     def _training_forward(self, x, style, noise):
         """The same function with autograd, in three elementwise passes over the output instead

@@ -2,7 +2,8 @@
 
 * every phase of an iteration (D, R1, G, path length: R1 and path length differentiate a
   gradient) gives the same losses and the same gradient for every parameter of G and D, in
-  float64, with and without checkpointing;
+  float64, with and without checkpointing, also when every wide layer is recomputed in
+  output-channel groups (as the 389-pixel layers are);
 * the double backward of a checkpointed segment passes ``gradgradcheck``, with per-sample
   recomputation and a broadcast input;
 * whole training runs (CPU, deterministic; DDP on two processes) end with the same weights;
@@ -116,9 +117,43 @@ def float64_runs():
         torch.set_num_threads(prev)
 
 
+@pytest.fixture(scope="module")
+def float64_grouped():
+    """Checkpointing with every wide layer (G's styled convs, D's convs) recomputed in channel
+    groups (``GROUP_BYTES`` tiny): (phase results, the partial channel calls seen)."""
+    import infinitygan.nn.checkpointing as ckm
+    from infinitygan.discriminator import ConvLayer
+    from infinitygan.texture import StyledConv
+
+    calls = []
+
+    def counting(f):
+        def run(self, channels, *a):
+            if channels != slice(None):
+                calls.append(type(self).__name__)
+            return f(self, channels, *a)
+        return run
+
+    saved = ckm.GROUP_BYTES, StyledConv.forward_channels, ConvLayer.forward_channels
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ckm.GROUP_BYTES = 64
+        StyledConv.forward_channels = counting(saved[1])
+        ConvLayer.forward_channels = counting(saved[2])
+        return phase_results(micro_cfg(), True), calls
+    finally:
+        ckm.GROUP_BYTES, StyledConv.forward_channels, ConvLayer.forward_channels = saved
+        torch.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["whole", "channel-groups"])
 @pytest.mark.parametrize("phase", ["d", "r1", "g", "pl"])
-def test_same_loss_and_gradients_in_float64(float64_runs, phase):
+def test_same_loss_and_gradients_in_float64(float64_runs, float64_grouped, phase, grouped):
     off, on = float64_runs
+    if grouped:
+        on, calls = float64_grouped
+        assert {"StyledConv", "ConvLayer"} <= set(calls)
     (loss_a, grads_a), (loss_b, grads_b) = off[phase], on[phase]
     assert abs(float(loss_a) - float(loss_b)) <= 1e-10 * max(abs(float(loss_a)), 1.0)
     assert grads_a.keys() == grads_b.keys()

@@ -119,8 +119,10 @@ class ModulatedConv2d(nn.Module):
         w = self.weight.to(x.dtype) * self.scale
         return self._per_sample(x, w, self.style_scales(style.to(x.dtype)))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.scale
+    def forward(self, x: torch.Tensor, style: torch.Tensor, channels: slice | None = None) -> torch.Tensor:
+        """``channels``: only those output channels (B, len, H', W'), the same values as the
+        full output's (each output channel has its own weights and demodulation)."""
+        w = (self.weight if channels is None else self.weight[channels]).to(x.dtype) * self.scale
         s = self.style_scales(style.to(x.dtype))
         if s.dim() == 2 and s.shape[0] == 1:
             # shared style: modulate the weights once, run a plain conv over the batch
