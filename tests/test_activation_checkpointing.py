@@ -30,14 +30,9 @@ from infinitygan.training.options import RunOptions
 from infinitygan.training.phases import Stats, TrainingLoss, uses_pairs
 from infinitygan.training.state import Progress
 
-MICRO = {
-    "name": "micro",
-    "generator": {"zg_dim": 16, "zl_dim": 8, "style_dim": 16, "mapping_layers": 2, "gs_layers": 2,
-                  "gs_kernel": 3, "gs_channels": 8, "n_up": 2, "ts_channels": [16, 16, 8, 8], "ts_input": 8},
-    "discriminator": {"channels": [8, 16, 16, 16], "mbstd_group": 2},
-    "training": {"batch_size": 4, "full_size": 33, "pre_resize": None, "checkpoint_every": 100,
-                 "sample_every": 100, "log_every": 1, "r1_every": 2, "pl_every": 3},
-}
+from test_training import MICRO as _MICRO  # noqa: E402
+
+MICRO = {**_MICRO, "training": {**_MICRO["training"], "checkpoint_every": 100, "sample_every": 100}}
 RUN = dict(device="cpu", workers=0, quiet=True, samples=False, deterministic=True)
 
 

@@ -9,15 +9,9 @@ from infinitygan.cli import main
 
 pytest.importorskip("lmdb")
 
+from test_cli_bad_input import _refused  # noqa: E402  (one line, exit 2)
 
-def _refused(capsys, args, needle: str | None = None) -> str:
-    """``args`` end with exit status 2 and exactly one line on stderr (containing ``needle``)."""
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("infinitygan: error:"), (rc, err)
-    assert needle is None or needle in err[0], err
-    return err[0]
+
 
 
 @pytest.fixture
