@@ -30,19 +30,12 @@ from infinitygan.training.options import RunOptions
 from infinitygan.training.phases import Stats, TrainingLoss, uses_pairs
 from infinitygan.training.state import Progress
 
-from test_training import MICRO as _MICRO  # noqa: E402
+from test_training import MICRO as _MICRO, one_thread  # noqa: E402,F401 (autouse fixture)
 
 MICRO = {**_MICRO, "training": {**_MICRO["training"], "checkpoint_every": 100, "sample_every": 100}}
 RUN = dict(device="cpu", workers=0, quiet=True, samples=False, deterministic=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 def micro_cfg(**training) -> ModelConfig:
