@@ -139,6 +139,53 @@ def test_restored_state_is_the_saved_checkpoint(tmp_path, capsys):
     assert row.metrics["swd_1x"] == pytest.approx(res["swd_1x"], rel=1e-3) and "eval seeds 0,1" in row.note
 
 
+
+def test_eval_of_kept_checkpoints_draws_the_learning_curve(tmp_path, capsys, monkeypatch):
+    """`campaign eval --checkpoint` scores earlier checkpoints (kept by --keep-every): each row has
+    its own iteration and images, and hours interpolated between the state's clock and now."""
+    from infinitygan.campaign import runner
+    from infinitygan.config import load_config
+    from infinitygan.training.loop import train
+    from infinitygan.training.options import RunOptions
+
+    root = tmp_path / "checkout"
+    root.mkdir()
+    new_campaign(root, "c", "bf16")
+    run = root / "runs" / "c"
+    train_in_process(root, run, 2)
+    assert main(["campaign", "save", "c", "--root", str(root), "--train-seconds", "3600", "--cpu-seconds", "1800"]) == 0
+    cfg = load_config(root / "micro.yaml").with_training(iterations=6, checkpoint_every=1)
+    train(cfg, "procedural", run, seed=3, resume=True,
+          options=RunOptions(device="cpu", workers=0, quiet=True, keep=1, keep_every=2))
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["ckpt-00000002.safetensors", "ckpt-00000004.safetensors", "ckpt-00000006.safetensors"]
+    runner._set_clock(spec.load("c", root), 3600, 1800)  # what `campaign train` leaves for the next save
+    capsys.readouterr()
+    ckpt = run / "checkpoints"
+    import infinitygan.api as api
+
+    loaded, load = [], api.load_model
+    monkeypatch.setattr(api, "load_model", lambda path=None: loaded.append(Path(path).name) or load(path))
+    assert main(["campaign", "eval", "c", "--root", str(root), "--num", "8", "--scales", "1", "--quiet",
+                 "--checkpoint", str(ckpt / "ckpt-00000006.safetensors"),
+                 "--checkpoint", str(ckpt / "ckpt-00000004.safetensors")]) == 0
+    res = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["iteration"] for r in res] == [4, 6]  # in the curve's order
+    rows = progress.read(root / "campaigns" / "c" / "progress.tsv")[-2:]
+    assert [(r.iteration, r.images) for r in rows] == [(4, 16), (6, 24)]
+    assert rows[0].train_hours == pytest.approx(1.5) and rows[0].cpu_hours == pytest.approx(0.75)
+    assert "hours interpolated" in rows[0].note
+    assert rows[1].train_hours == pytest.approx(2.0) and "interpolated" not in rows[1].note
+    assert loaded == ["ckpt-00000004.safetensors", "ckpt-00000006.safetensors"]  # each scored its own weights
+    # a file that is not a training checkpoint is refused in one line
+    model = tmp_path / "model.safetensors"
+    assert main(["init", "--preset", str(root / "micro.yaml"), "--out", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["campaign", "eval", "c", "--root", str(root), "--num", "8", "--quiet", "--checkpoint", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a training checkpoint" in err and len(err.splitlines()) == 1
+
+
 def test_compact_drops_first_moments_only():
     t = {"g.w": torch.randn(3), "g_optim.0.exp_avg": torch.randn(3), "g_optim.0.exp_avg_sq": torch.rand(3),
          "g_optim.0.step": torch.tensor(5.0), "pl_mean": torch.tensor(0.5)}

@@ -138,6 +138,15 @@ def test_checkpoint_keys_metadata_and_run_layout(tmp_path, micro):
     assert all(torch.equal(m.generator.state_dict()[k], v) for k, v in ema.items())
 
 
+def test_keep_every_keeps_the_learning_curves_checkpoints(tmp_path, micro):
+    """--keep-every N: the checkpoints at multiples of N stay besides the newest 3 (rotated ones go)."""
+    out = tmp_path / "run"
+    train(load_config(micro), "procedural", out, iterations=11, seed=5, checkpoint_every=1, keep_every=4, **FAST)
+    assert ckpts(out) == [f"ckpt-{i:08d}.safetensors" for i in (4, 8, 9, 10, 11)]
+    with pytest.raises(UserError, match="--keep-every"):
+        RunOptions(keep_every=0)
+
+
 def test_tensorboard_scalars(tmp_path, micro):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import click
 
@@ -154,9 +155,12 @@ def save_cmd(name, note, train_seconds, cpu_seconds, checkpoint, root):
 @click.option("--scales", default=None, help="comma-separated N or patch (default: the campaign's)")
 @click.option("--seeds", default=None, help="comma-separated eval seeds (default: the campaign's)")
 @click.option("--note", default="", help="a note for the progress log")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="evaluate this checkpoint of the run instead of the newest (repeatable; e.g. the ones "
+                   "kept by `train --keep-every`: the learning curve)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @ROOT
-def eval_cmd(name, num, scales, seeds, note, quiet, root):
+def eval_cmd(name, num, scales, seeds, note, checkpoints, quiet, root):
     """SWD x1e3 of runs/NAME's newest checkpoint (mean over the seeds), appended to progress.tsv."""
     from . import runner, spec
 
@@ -164,4 +168,6 @@ def eval_cmd(name, num, scales, seeds, note, quiet, root):
         raise UserError(f"--num must be in 2..50000, got {num}")
     s = tuple(_scales(scales)) if scales else None
     e = tuple(_ints(seeds, "--seeds")) if seeds else None
-    _emit(runner.evaluate(spec.load(name, root), num, s, e, note, progress_bar=not quiet))
+    c = spec.load(name, root)
+    for ckpt in sorted(checkpoints, key=lambda p: Path(p).name) or [None]:
+        _emit(runner.evaluate(c, num, s, e, note, progress_bar=not quiet, checkpoint=ckpt))

@@ -228,23 +228,52 @@ def _spent(meta: dict | None, key: str) -> float:
 
 
 # -------------------------------------------------------------------------- eval
+def _hours_at(c: Campaign, iteration: int) -> tuple[float, float, bool]:
+    """(train hours, CPU hours, interpolated) of the campaign when it was at ``iteration``: its clock
+    now (the state's and the pending seconds) at the run's newest iteration, interpolated linearly
+    in iterations from the state's iteration (or from 0) for an earlier checkpoint."""
+    meta = state_meta(c)
+    now = ((_spent(meta, "train_seconds") + pending_seconds(c)) / 3600,
+           (_spent(meta, "cpu_seconds") + pending_cpu_seconds(c)) / 3600)
+    newest = run_iteration(c) or 0
+    if iteration >= newest:
+        return now[0], now[1], False
+    saved_at = int(meta["iteration"]) if meta else 0
+    then = (_spent(meta, "train_seconds") / 3600, _spent(meta, "cpu_seconds") / 3600)
+    if iteration == saved_at:
+        return then[0], then[1], False
+    if iteration > saved_at:
+        t = (iteration - saved_at) / max(newest - saved_at, 1)
+        return then[0] + t * (now[0] - then[0]), then[1] + t * (now[1] - then[1]), True
+    t = iteration / max(saved_at, 1)
+    return t * then[0], t * then[1], True
+
+
 def evaluate(c: Campaign, num: int | None = None, scales: tuple[int, ...] | None = None,
-             seeds: tuple[int, ...] | None = None, note: str = "", progress_bar: bool = False) -> dict:
-    """SWD (x1e3, the project's protocol) of runs/NAME's newest checkpoint, the mean over the eval
+             seeds: tuple[int, ...] | None = None, note: str = "", progress_bar: bool = False,
+             checkpoint: str | Path | None = None) -> dict:
+    """SWD (x1e3, the project's protocol) of runs/NAME's newest checkpoint (or of ``checkpoint``,
+    e.g. one kept by ``train --keep-every``: a point of the learning curve), the mean over the eval
     seeds at each scale, appended to the progress log as ``swd_{N}x``."""
     import torch
 
     from ..api import load_model
     from ..metrics.evaluate import default_cache_dir, evaluate as run_eval
 
-    if not runs.list_checkpoints(c.run):
+    if checkpoint is None and not runs.list_checkpoints(c.run):
         restore(c)
-    if not runs.list_checkpoints(c.run):
+    if checkpoint is None and not runs.list_checkpoints(c.run):
         raise UserError(f"campaign {c.name}: nothing to evaluate (no state, no run)")
     spec = c.eval
     num, scales, seeds = num or spec.num, tuple(scales or spec.scales), tuple(seeds or spec.seeds)
-    _, _, _, meta = runs.load_newest_checkpoint(c.run)
-    model = load_model(c.run)
+    if checkpoint is None:
+        _, _, _, meta = runs.load_newest_checkpoint(c.run)
+        model = load_model(c.run)
+    else:
+        meta = read_metadata(checkpoint)
+        if meta.get("kind") != runs.KIND:
+            raise UserError(f"{checkpoint}: not a training checkpoint (campaign eval --checkpoint)")
+        model = load_model(checkpoint)
     values: dict[str, list[float]] = {}
     for seed in seeds:
         for row in run_eval(model, spec.data, "swd", list(scales), ["paper"], num, seed=seed,
@@ -253,10 +282,8 @@ def evaluate(c: Campaign, num: int | None = None, scales: tuple[int, ...] | None
             col = "swd_patch" if row["scale"] == "patch" else f"swd_{row['scale']}x"
             values.setdefault(col, []).append(float(row["value"]))
     metrics = {k: sum(v) / len(v) for k, v in values.items()}
-    old = state_meta(c)
-    hours = (_spent(old, "train_seconds") + pending_seconds(c)) / 3600
-    cpu_hours = (_spent(old, "cpu_seconds") + pending_cpu_seconds(c)) / 3600
-    seed_note = f"num {num}, eval seeds {','.join(map(str, seeds))}"
+    hours, cpu_hours, interpolated = _hours_at(c, int(meta["iteration"]))
+    seed_note = f"num {num}, eval seeds {','.join(map(str, seeds))}" + ("; hours interpolated" if interpolated else "")
     progress.append(c.progress_path, progress.Row("eval", int(meta["iteration"]), int(meta.get("images_seen", 0)),
                                                   hours, cpu_hours, metrics,
                                                   note=f"{seed_note}; {note}" if note else seed_note))

@@ -48,6 +48,14 @@ def sample_path(run: str | Path, iteration: int) -> Path:
     return Path(run) / SAMPLES / f"iter-{int(iteration):08d}.png"
 
 
+def checkpoint_iteration(path: str | Path) -> int:
+    """The iteration in a checkpoint's file name (``ckpt-00001000.safetensors`` -> 1000)."""
+    m = _CKPT_NAME.match(Path(path).name)
+    if not m:
+        raise ValueError(f"not a checkpoint name: {Path(path).name}")
+    return int(m.group(1))
+
+
 def list_checkpoints(run: str | Path) -> list[Path]:
     """Checkpoints of a run, oldest first (temporary ``.part`` files and other names ignored)."""
     d = checkpoint_dir(run)

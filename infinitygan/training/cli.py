@@ -46,6 +46,9 @@ def register(cli: click.Group) -> None:
 @click.option("--tf32", is_flag=True, help="CUDA: TensorFloat-32 matmuls and convolutions (faster on Ampere and "
                                           "later, ~1e-3 relative error; ignored on the CPU)")
 @click.option("--checkpoint-every", default=None, type=int, help="iterations between checkpoints (default: the config's)")
+@click.option("--keep-every", "keep_every", default=None, type=int,
+              help="also keep every checkpoint at a multiple of N iterations (the newest 3 are kept anyway): "
+                   "the points of a learning curve")
 @click.option("--sample-every", default=None, type=int, help="iterations between sample grids (default: the config's)")
 @click.option("--log-every", default=None, type=int, help="iterations between TensorBoard logs (default: the config's)")
 @click.option("--deterministic", is_flag=True, help="torch.use_deterministic_algorithms(True) where possible")
@@ -56,7 +59,7 @@ def register(cli: click.Group) -> None:
 @NPROC
 @click.pass_context
 def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from, fork, settings, batch, workers, seed, device, amp, tf32,
-              checkpoint_every, sample_every, log_every, deterministic, checkpoint_activations, quiet, nproc):
+              checkpoint_every, keep_every, sample_every, log_every, deterministic, checkpoint_activations, quiet, nproc):
     """Train InfinityGAN (multi-GPU/CPU: --nproc N, or torchrun --nproc_per_node N -m infinitygan train ...).
 
     Writes OUT/config.yaml, OUT/checkpoints/ckpt-*.safetensors (newest 3), OUT/logs (TensorBoard)
@@ -113,6 +116,7 @@ def train_cmd(ctx, preset, config_file, data, iterations, out, resume, init_from
         raise UserError(f"{fork or init_from} is at iteration {init[1]['iteration']}: --iterations must be larger "
                         f"(the run's total, now {cfg.training.iterations})")
     options = RunOptions(device=device, amp=amp, tf32=tf32, workers=workers, checkpoint_every=checkpoint_every,
+                         keep_every=keep_every,
                          sample_every=sample_every, log_every=log_every, deterministic=deterministic, quiet=quiet,
                          checkpoint_activations=checkpoint_activations,
                          keep_freed_memory=True)  # this process ends with the run (RunOptions)

@@ -268,7 +268,7 @@ def _run(cfg: ModelConfig, dataset, run: Path, seed: int, ctx: dist_.DistContext
                 meta["init_from"] = origin
             if dist_.elastic_run_id() is not None:  # which torchrun job wrote it (elastic restarts)
                 meta[ELASTIC_RUN] = dist_.elastic_run_id()
-            last_ckpt = S.save_checkpoint(run, done, tensors, cfg, meta, keep=opts.keep)
+            last_ckpt = S.save_checkpoint(run, done, tensors, cfg, meta, keep=opts.keep, keep_every=opts.keep_every)
         saved_at = done
         dist_.barrier(ctx)
 

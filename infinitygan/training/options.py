@@ -25,7 +25,8 @@ class RunOptions:
     already runs cuDNN convolutions in TF32, not matmuls); checkpoint/sample/log intervals in iterations
     (None: the config's); deterministic: ``torch.use_deterministic_algorithms``; quiet: no progress
     bar; samples: write sample grids; max_nonfinite: consecutive iterations with a skipped step
-    before the run stops; keep: checkpoints kept; checkpoint_activations: G and D keep only the
+    before the run stops; keep: checkpoints kept; keep_every: checkpoints at a multiple of it are
+    kept besides (never rotated out: the points of a learning curve); checkpoint_activations: G and D keep only the
     inputs of their layers and blocks for the backward and recompute the rest (``nn.checkpointing``:
     the same gradients, R1 and path length included, for less memory and more time)."""
 
@@ -41,6 +42,7 @@ class RunOptions:
     samples: bool = True
     max_nonfinite: int = 20
     keep: int = 3
+    keep_every: int | None = None
     #: on the CPU, tune glibc's malloc for the run (``keep_freed_memory``). Process-wide and not
     #: undoable (glibc has no call that reads the previous setting back), so only a process that
     #: ends with the run sets it: the ``train`` command does; a ``train()`` call in a notebook or a
@@ -58,6 +60,8 @@ class RunOptions:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        if self.keep_every is not None and self.keep_every < 1:
+            raise UserError(f"--keep-every must be >= 1, got {self.keep_every}")
         if self.max_nonfinite < 1 or self.keep < 1:
             raise UserError("max_nonfinite and keep must be >= 1")
 

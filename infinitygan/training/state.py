@@ -188,13 +188,16 @@ def restore(nets: "Nets", tensors: dict[str, torch.Tensor], meta: dict[str, str]
 
 
 def save_checkpoint(run: Path, iteration: int, tensors: dict[str, torch.Tensor], cfg: ModelConfig,
-                    meta: dict[str, Any], keep: int = KEEP) -> Path:
-    """Write RUN/checkpoints/ckpt-{iteration:08d}.safetensors atomically; keep the newest ``keep``."""
+                    meta: dict[str, Any], keep: int = KEEP, keep_every: int | None = None) -> Path:
+    """Write RUN/checkpoints/ckpt-{iteration:08d}.safetensors atomically; keep the newest ``keep``,
+    and besides them every checkpoint whose iteration is a multiple of ``keep_every``."""
     runs.checkpoint_dir(run).mkdir(parents=True, exist_ok=True)
     extra = {"kind": runs.KIND}
     extra.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     path = save_model_file(runs.checkpoint_path(run, iteration), tensors, cfg, extra)
     for old in runs.list_checkpoints(run)[:-keep]:
+        if keep_every and runs.checkpoint_iteration(old) % keep_every == 0:
+            continue
         try:
             old.unlink()
         except OSError:
