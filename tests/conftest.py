@@ -12,6 +12,19 @@ from infinitygan.api import Model, init_model
 REPO = Path(__file__).resolve().parents[1]
 
 
+def benchmark_script(name: str):
+    """benchmarks/NAME.py imported as a module (the scripts are not a package), registered in
+    sys.modules under NAME so that its dataclasses and pickles resolve."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 # ------------------------------------------------------------------ what a test needs from outside
 def under_ci() -> bool:
     """CI set to anything but "", 0 or false (as CI services set it; .ci/run sets it too)."""

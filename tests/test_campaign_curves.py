@@ -1,20 +1,13 @@
 """benchmarks/campaign_curves.py: learning curves and the plateau rule from made-up progress logs."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+from conftest import benchmark_script
 from infinitygan.campaign import progress
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign_curves.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("campaign_curves", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("campaign_curves", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("campaign_curves")
 
 
 def _log(root: Path, name: str, points: list[tuple[int, float]]) -> None:

@@ -1,5 +1,4 @@
 """benchmarks/gpu_train.py, the one-command GPU training check, run on the CPU (slow: a real run)."""
-import importlib.util
 import json
 import signal
 import subprocess
@@ -8,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import benchmark_script
 from infinitygan.io.checkpoint import read_metadata
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_train.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_train", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("gpu_train")
 
 
 @pytest.mark.slow

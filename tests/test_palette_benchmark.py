@@ -1,19 +1,11 @@
 """benchmarks/palette.py: the one-palette-per-canvas figures of issue 30 on made-up panoramas."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "palette.py"
+from conftest import benchmark_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("palette", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("palette", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("palette")
 
 
 def _canvas(sky_left: float, sky_right: float, width: int = 1024, height: int = 64) -> np.ndarray:

@@ -1,17 +1,13 @@
 """benchmarks/train_speed.py's FLOP counting (the figures of docs/benchmarks.md rest on it)."""
-import importlib.util
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from conftest import benchmark_script
+
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
-    spec = importlib.util.spec_from_file_location("train_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("train_speed")
 
 
 def test_conv_flops_count_groups_and_the_gradients_asked_for():
