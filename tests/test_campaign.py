@@ -268,6 +268,36 @@ def test_a_checkpoint_from_elsewhere_becomes_the_state(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1, err
 
 
+def test_a_fork_leg_replaces_the_run_and_its_constants_hold(tmp_path, capsys):
+    """The next leg at a lower learning rate: fork runs/NAME's newest checkpoint (``train --fork
+    --set lr=...``), save the fork as the state; runs/NAME is set aside (not deleted) and continues
+    from the fork, its config.yaml carrying the new lr through `campaign train`."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    new_campaign(root, "c", "bf16")
+    train_in_process(root, root / "runs" / "c", 4)
+    assert main(["campaign", "save", "c", "--root", str(root)]) == 0
+    fork_out = root / "runs" / "c-lr"
+    r = cli("train", "--fork", root / "runs" / "c" / "checkpoints" / "ckpt-00000004.safetensors", "--set", "lr=0.0005",
+            "--iterations", "5", "--checkpoint-every", "100", *RUNS_AS.split(), "--out", fork_out)
+    assert r.returncode == 0, r.stderr
+    capsys.readouterr()
+    assert main(["campaign", "save", "c", "--root", str(root), "--checkpoint",
+                 str(fork_out / "checkpoints" / "ckpt-00000005.safetensors"), "--note", "leg 2: lr 0.0005"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    assert saved["iteration"] == 5
+    aside = Path(saved["previous_run"])
+    assert aside.name == "c.before-4" and (aside / "checkpoints" / "ckpt-00000004.safetensors").exists()
+    run = root / "runs" / "c"
+    assert yaml.safe_load((run / "config.yaml").read_text())["training"]["lr"] == 0.0005
+    r = cli("campaign", "train", "c", "--root", root, "--iterations", "6")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.splitlines()[-1])
+    assert (res["restored"], res["iteration"]) == (None, 6)
+    assert yaml.safe_load((run / "config.yaml").read_text())["training"]["lr"] == 0.0005
+    assert ckpt_meta(run / "checkpoints" / "ckpt-00000006.safetensors")["images_seen"] == "24"
+
+
 def test_budgets_stop_the_child_with_sigterm():
     """run_budgeted: the wall-clock budget and the CPU-time budget each end a run with SIGTERM
     (the training loop then checkpoints: test_training), and the CPU seconds are counted."""

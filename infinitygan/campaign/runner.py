@@ -209,15 +209,40 @@ def save(c: Campaign, note: str = "", extra_seconds: float = 0.0, checkpoint: st
     cpu = _spent(old, "cpu_seconds") + pending_cpu_seconds(c) + float(extra_cpu_seconds)
     c.folder.mkdir(parents=True, exist_ok=True)
     saved = save_state(c.state_path, ckpt, c.moments, total, cpu)
+    aside = None
+    if checkpoint is not None:
+        aside = _set_aside(c, ckpt)
     _set_clock(c, 0.0, 0.0)
     if checkpoint is not None:
-        restore(c)  # runs/NAME continues from it
+        restore(c)  # runs/NAME continues from it (config.yaml included: a fork's --set holds)
     row = progress.Row("save", int(saved["iteration"]), int(saved.get("images_seen", 0)), total / 3600, cpu / 3600,
                        note=note or f"state from {ckpt.name}")
     progress.append(c.progress_path, row)
-    return {"campaign": c.name, "state": str(c.state_path), "iteration": row.iteration, "images": row.images,
-            "train_hours": round(row.train_hours, 3), "cpu_hours": round(row.cpu_hours, 3),
-            "bytes": c.state_path.stat().st_size}
+    out = {"campaign": c.name, "state": str(c.state_path), "iteration": row.iteration, "images": row.images,
+           "train_hours": round(row.train_hours, 3), "cpu_hours": round(row.cpu_hours, 3),
+           "bytes": c.state_path.stat().st_size}
+    if aside is not None:
+        out["previous_run"] = str(aside)
+    return out
+
+
+def _set_aside(c: Campaign, ckpt: Path) -> Path | None:
+    """Before runs/NAME continues from a checkpoint trained elsewhere (a fork, a lent GPU's run),
+    move the run that was there to runs/NAME.before-ITERATION[-k]: left in place, its config.yaml
+    (a fork's changed constants lost) or its newer checkpoints would win over the saved state.
+    Nothing is deleted. None when there was no run, or ``ckpt`` is the run's own."""
+    if not c.run.exists() or not runs.list_checkpoints(c.run):
+        return None
+    if ckpt.resolve().is_relative_to(c.run.resolve()):
+        return None
+    have = run_iteration(c)
+    aside = c.run.with_name(f"{c.run.name}.before-{have}")
+    k = 1
+    while aside.exists():
+        k += 1
+        aside = c.run.with_name(f"{c.run.name}.before-{have}-{k}")
+    c.run.rename(aside)
+    return aside
 
 
 def _spent(meta: dict | None, key: str) -> float:
