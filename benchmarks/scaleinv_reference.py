@@ -1,0 +1,121 @@
+"""What the N x ScaleInv columns give images that are right by construction (issue 30 section 3).
+
+    python benchmarks/scaleinv_reference.py [--config benchmarks/table1/mini/infinitygan.yaml] \
+        [--num 256] [--seed 0] [--scales 1,2,4,8] [--picture docs/evaluation/mini/scaleinv_reference.jpg]
+
+The N x column compares N F x N F views, brought to R x R, with the 1x real images (R x R). With
+no real images at N times the field of view, the paper assumes a landscape is self-similar. The
+procedural world lets us test that assumption: its scenes continue sideways for ever
+(``render_landscape(seed, F, N F)`` is the same scene N times wider). Two references, built from
+a second set of real images (disjoint from the compared set, as for the floor), per scale N:
+
+* ``extended``: what an ideal infinite-landscape generator would show. The scene N times wider
+  (Lanczos to R-pixel height like the real images), placed at the middle rows of an N R square,
+  the rows above continuing its top row (sky) and those below its bottom row (ground); then
+  the protocol's ``paper`` resize to R. At 1x it is the real image itself (tested), so its 1x
+  figure is the floor (`infinitygan eval --floor`: the same two real sets).
+* ``mosaic``: N x N different real images side by side (whole scenes repeated like a texture,
+  what a model that re-creates its training window everywhere would show), then to R (from a
+  third set of real images; at 1x the floor's second set).
+
+Printed: one JSON line per (reference, scale) with the SWD x 1e3 (the protocol's, the
+evaluation's own real set and seed) and its levels (finest first).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def extended_view(seed: int, full: int, ref: int, n: int) -> np.ndarray:
+    """(ref, ref, 3) uint8: the scene ``seed`` n times wider, padded to a square, to ``ref``."""
+    from infinitygan.data.procedural import render_landscape
+    from infinitygan.metrics import protocol as P
+
+    wide = Image.fromarray(render_landscape(seed, full, n * full))
+    band = np.asarray(wide.resize((n * ref, ref), Image.Resampling.LANCZOS), dtype=np.uint8)
+    top = (n * ref - ref) // 2
+    rows = np.clip(np.arange(n * ref) - top, 0, ref - 1)    # edge rows continued above and below
+    square = torch.from_numpy(band[rows]).permute(2, 0, 1)[None]
+    return P.quantize(P.resize(P.to_unit(square), ref, "paper"))[0].permute(1, 2, 0).numpy()
+
+
+def mosaic_view(tiles: torch.Tensor, ref: int) -> np.ndarray:
+    """(n*n, 3, ref, ref) uint8 real images -> (ref, ref, 3) uint8: the n x n grid brought to ref."""
+    from infinitygan.metrics import protocol as P
+
+    n = int(round(tiles.shape[0] ** 0.5))
+    grid = tiles.view(n, n, 3, ref, ref).permute(2, 0, 3, 1, 4).reshape(1, 3, n * ref, n * ref)
+    return P.quantize(P.resize(P.to_unit(grid), ref, "paper"))[0].permute(1, 2, 0).numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(ROOT / "benchmarks/table1/mini/infinitygan.yaml"))
+    ap.add_argument("--num", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scales", default="1,2,4,8")
+    ap.add_argument("--picture", default=None, help="save 4 views of each reference and scale (JPEG)")
+    a = ap.parse_args(argv)
+
+    from infinitygan.config import load_config
+    from infinitygan.errors import UserError
+    from infinitygan.metrics import protocol as P
+    from infinitygan.metrics.evaluate import RealSet, _open_data
+    from infinitygan.metrics.swd import SWDAccumulator
+
+    try:
+        scales = [int(s) for s in a.scales.split(",")]
+        if a.num < 2 or any(s < 1 for s in scales):
+            raise ValueError
+    except ValueError:
+        print(f"error: --scales must be positive integers and --num >= 2 (got {a.scales!r}, {a.num})", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(a.config)
+    except (UserError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    proto = P.EvalProtocol.of(cfg)
+    full, ref = proto.full_size, proto.reference_size
+    data = _open_data("procedural", cfg, proto)
+    real = RealSet("procedural", data, a.num, a.seed, size=ref)
+    second = RealSet("procedural", data, a.num, a.seed + 1, exclude=real.indices, size=ref)   # the floor's set
+    tiles = RealSet("procedural", data, max(scales) ** 2 * a.num, a.seed + 2, exclude=real.indices, size=ref)
+    shown: list[np.ndarray] = []
+    for kind in ("extended", "mosaic"):
+        for n in scales:
+            if kind == "extended":
+                views = [extended_view(data.image_seed(int(i)), full, ref, n) for i in second.indices]
+            elif n == 1:
+                views = list(second.images.permute(0, 2, 3, 1).numpy())
+            else:
+                views = [mosaic_view(tiles.images[k * n * n:(k + 1) * n * n], ref) for k in range(a.num)]
+            fake = torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).contiguous()
+            acc = SWDAccumulator(seed=a.seed)
+            for b in real.batches():
+                acc.add_real(b)
+            for i in range(0, fake.shape[0], 32):
+                acc.add_fake(fake[i:i + 32])
+            r = acc.compute()
+            print(json.dumps({"reference": kind, "scale": n, "swd": round(r["mean"], 2),
+                              "levels": [round(v, 1) for v in r["levels"]], "resolutions": r["resolutions"],
+                              "num": a.num, "compared_size": ref}), flush=True)
+            shown.append(np.concatenate(views[:4], axis=1))
+    if a.picture:
+        from infinitygan.io.images import save_image
+
+        save_image(a.picture, np.concatenate(shown, axis=0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

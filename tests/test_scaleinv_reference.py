@@ -1,0 +1,80 @@
+"""benchmarks/scaleinv_reference.py: the ideal extension's views are the real images at 1x, continue
+the same scene at N x, and the script's 1x figure is the protocol's floor."""
+import json
+
+import numpy as np
+import torch
+
+from conftest import benchmark_script
+from infinitygan.config import load_config
+from infinitygan.data.procedural import render_landscape
+from infinitygan.metrics import protocol as P
+from infinitygan.metrics.evaluate import _open_data
+
+CONFIG = "benchmarks/table1/mini/infinitygan.yaml"
+
+
+def _data():
+    from conftest import REPO
+    cfg = load_config(REPO / CONFIG)
+    proto = P.EvalProtocol.of(cfg)
+    return proto, _open_data("procedural", cfg, proto)
+
+
+def test_extended_view_at_1x_is_the_real_image():
+    m = benchmark_script("scaleinv_reference")
+    proto, data = _data()
+    for i in (0, 7):
+        view = m.extended_view(data.image_seed(i), proto.full_size, proto.reference_size, 1)
+        assert np.array_equal(view, data.load_uint8(i, proto.reference_size))
+
+
+def test_extended_view_keeps_the_scene_in_its_middle_rows():
+    """At 2x the middle half of the rows is the scene twice as wide (Lanczos to the reference height,
+    then the protocol's 2:1 resize); the rows above repeat the sky row, those below the ground row."""
+    m = benchmark_script("scaleinv_reference")
+    proto, data = _data()
+    full, ref = proto.full_size, proto.reference_size
+    seed = data.image_seed(3)
+    view = m.extended_view(seed, full, ref, 2).astype(int)
+    assert view.shape == (ref, ref, 3)
+    band = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(render_landscape(seed, full, 2 * full))
+                      .resize((2 * ref, ref), 1), dtype=np.uint8).copy()          # 1 = LANCZOS
+    small = P.quantize(P.resize(P.to_unit(torch.from_numpy(band).permute(2, 0, 1)[None]), ref, "paper")).numpy()
+    # the view's rows ref/4 .. 3ref/4 hold the band; compare its mean colour with the band's
+    assert abs(view[ref // 4 + 2: 3 * ref // 4 - 2].mean() - small.mean()) < 6
+    assert np.abs(np.diff(view[:ref // 4 - 1].astype(float), axis=0)).max() <= 2   # the sky rows repeat
+
+
+def test_mosaic_view_is_the_grid_brought_down():
+    m = benchmark_script("scaleinv_reference")
+    tiles = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
+    tiles[1] = 255                                        # top-right white
+    out = m.mosaic_view(tiles, 16)
+    assert out.shape == (16, 16, 3)
+    assert out[:6, 10:].min() == 255 and out[10:, :].max() == 0 and out[:6, :6].max() == 0
+
+
+def test_script_prints_the_floor_at_1x(capsys):
+    from infinitygan.metrics.evaluate import RealSet
+    from infinitygan.metrics.swd import SWDAccumulator
+
+    m = benchmark_script("scaleinv_reference")
+    assert m.main(["--num", "32", "--scales", "1,2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["reference"], r["scale"]) for r in rows] == [("extended", 1), ("extended", 2), ("mosaic", 1), ("mosaic", 2)]
+    proto, data = _data()
+    real = RealSet("procedural", data, 32, 0, size=proto.reference_size)
+    other = RealSet("procedural", data, 32, 1, exclude=real.indices, size=proto.reference_size)
+    acc = SWDAccumulator(seed=0)
+    acc.add_real(real.images)
+    acc.add_fake(other.images)
+    floor = round(acc.compute()["mean"], 2)
+    assert rows[0]["swd"] == rows[2]["swd"] == floor
+    assert min(rows[1]["swd"], rows[3]["swd"]) > floor   # at 2x neither reference is the data
+
+
+def test_bad_scales_are_one_line(capsys):
+    m = benchmark_script("scaleinv_reference")
+    assert m.main(["--scales", "0,x"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
