@@ -33,10 +33,10 @@ def cli(*args) -> subprocess.CompletedProcess:
                           timeout=300, cwd=REPO)
 
 
-def new_campaign(root: Path, name: str, moments: str) -> None:
+def new_campaign(root: Path, name: str, moments: str, total: int = 4) -> None:
     (root / "micro.yaml").write_text(yaml.safe_dump(MICRO))
     assert main(["campaign", "new", name, "--root", str(root), "--moments", moments, "--options", RUNS_AS,
-                 "--start", "train --config micro.yaml --seed 3 --iterations 4 --checkpoint-every 100"]) == 0
+                 "--start", f"train --config micro.yaml --seed 3 --iterations {total} --checkpoint-every 100"]) == 0
 
 
 def uninterrupted(root: Path, iterations: int) -> dict[str, torch.Tensor]:
@@ -271,10 +271,11 @@ def test_a_checkpoint_from_elsewhere_becomes_the_state(tmp_path, capsys):
 def test_a_fork_leg_replaces_the_run_and_its_constants_hold(tmp_path, capsys):
     """The next leg at a lower learning rate: fork runs/NAME's newest checkpoint (``train --fork
     --set lr=...``), save the fork as the state; runs/NAME is set aside (not deleted) and continues
-    from the fork, its config.yaml carrying the new lr through `campaign train`."""
+    from the fork, its config.yaml carrying the new lr through `campaign train`, which trains on
+    to the campaign's total (the start command's), not the fork's own one-iteration total."""
     root = tmp_path / "checkout"
     root.mkdir()
-    new_campaign(root, "c", "bf16")
+    new_campaign(root, "c", "bf16", total=6)
     train_in_process(root, root / "runs" / "c", 4)
     assert main(["campaign", "save", "c", "--root", str(root)]) == 0
     fork_out = root / "runs" / "c-lr"
@@ -290,7 +291,7 @@ def test_a_fork_leg_replaces_the_run_and_its_constants_hold(tmp_path, capsys):
     assert aside.name == "c.before-4" and (aside / "checkpoints" / "ckpt-00000004.safetensors").exists()
     run = root / "runs" / "c"
     assert yaml.safe_load((run / "config.yaml").read_text())["training"]["lr"] == 0.0005
-    r = cli("campaign", "train", "c", "--root", root, "--iterations", "6")
+    r = cli("campaign", "train", "c", "--root", root)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout.splitlines()[-1])
     assert (res["restored"], res["iteration"]) == (None, 6)

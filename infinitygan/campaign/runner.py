@@ -172,6 +172,8 @@ def train(c: Campaign, seconds: float | None = None, iterations: int | None = No
     else:
         if iterations is not None and iterations <= have:
             raise UserError(f"campaign {c.name} is at iteration {have}: --iterations must be larger")
+        if iterations is None:
+            iterations = _campaign_total(c)
         cmd = c.resume_command(iterations)
     env = dict(os.environ, OMP_NUM_THREADS=str(c.threads), PYTHONUNBUFFERED="1")
     rc, wall, cpu = run_budgeted([sys.executable, "-m", "infinitygan", *cmd], seconds, cpu_seconds, env=env, cwd=c.root)
@@ -181,6 +183,18 @@ def train(c: Campaign, seconds: float | None = None, iterations: int | None = No
     return {"campaign": c.name, "restored": str(restored) if restored else None, "command": " ".join(cmd),
             "exit_code": rc, "stopped_by_budget": rc == 128 + signal.SIGTERM, "wall_s": round(wall, 1),
             "cpu_s": round(cpu, 1), "iteration": run_iteration(c)}
+
+
+def _campaign_total(c: Campaign) -> int | None:
+    """The campaign's total (its start command's --iterations) when the run's own config stops
+    short of it (a fork leg made with `--iterations N+1`); None: the run's own total stands."""
+    from ..training.state import load_run_config
+
+    total = c.total_iterations
+    if total is None:
+        return None
+    own = int(load_run_config(c.run).training.iterations)
+    return total if own < total else None
 
 
 # -------------------------------------------------------------------------- save

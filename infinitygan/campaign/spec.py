@@ -104,6 +104,21 @@ class Campaign:
     def progress_path(self) -> Path:
         return self.folder / PROGRESS
 
+    @property
+    def total_iterations(self) -> int | None:
+        """The campaign's total: the start command's ``--iterations`` (None: not given). A fork
+        leg (`train --fork ... --iterations N+1`) does not change it."""
+        words = list(self.start)
+        for i, w in enumerate(words):
+            value = words[i + 1] if w == "--iterations" and i + 1 < len(words) else (
+                w.split("=", 1)[1] if w.startswith("--iterations=") else None)
+            if value is not None:
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
     # --------------------------------------------------------------------------- commands
     def start_command(self) -> list[str]:
         return [*self.start, *self.options, "--out", str(self.run)]
