@@ -12,7 +12,10 @@ a second set of real images (disjoint from the compared set, as for the floor), 
 * ``extended``: what an ideal infinite-landscape generator would show. The scene N times wider
   (Lanczos to R-pixel height like the real images), placed at the middle rows of an N R square,
   the rows above continuing its top row (sky) and those below its bottom row (ground); then
-  the protocol's ``paper`` resize to R. At 1x it is the real image itself (tested), so its 1x
+  the protocol's ``paper`` resize to R. The renderer cannot draw above or below its frame, so
+  the fill is a guess: ``extended`` continues the edge rows (their clouds and grass become
+  vertical streaks), ``extended-flat`` fills with the edge rows' mean colour (no texture); the
+  two bracket what the real world above and below would add. At 1x it is the real image itself (tested), so its 1x
   figure is the floor (`infinitygan eval --floor`: the same two real sets).
 * ``mosaic``: N x N different real images side by side (whole scenes repeated like a texture,
   what a model that re-creates its training window everywhere would show), then to R (from a
@@ -35,16 +38,30 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def extended_view(seed: int, full: int, ref: int, n: int) -> np.ndarray:
-    """(ref, ref, 3) uint8: the scene ``seed`` n times wider, padded to a square, to ``ref``."""
+FILLS = ("edge", "flat")
+REFERENCES = ("extended", "extended-flat", "mosaic")
+EDGE_ROWS = 4
+
+
+def extended_view(seed: int, full: int, ref: int, n: int, fill: str = "edge") -> np.ndarray:
+    """(ref, ref, 3) uint8: the scene ``seed`` n times wider, padded to a square, to ``ref``.
+    ``fill``: ``edge`` continues the top and bottom rows (their texture becomes vertical streaks),
+    ``flat`` fills with the mean colour of the top / bottom ``EDGE_ROWS`` rows (no texture)."""
     from infinitygan.data.procedural import render_landscape
     from infinitygan.metrics import protocol as P
 
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
     wide = Image.fromarray(render_landscape(seed, full, n * full))
     band = np.asarray(wide.resize((n * ref, ref), Image.Resampling.LANCZOS), dtype=np.uint8)
     top = (n * ref - ref) // 2
     rows = np.clip(np.arange(n * ref) - top, 0, ref - 1)    # edge rows continued above and below
-    square = torch.from_numpy(band[rows]).permute(2, 0, 1)[None]
+    square = band[rows]
+    if fill == "flat" and n > 1:
+        square = square.copy()
+        square[:top] = np.round(band[:EDGE_ROWS].reshape(-1, 3).mean(0)).astype(np.uint8)
+        square[top + ref:] = np.round(band[-EDGE_ROWS:].reshape(-1, 3).mean(0)).astype(np.uint8)
+    square = torch.from_numpy(square).permute(2, 0, 1)[None]
     return P.quantize(P.resize(P.to_unit(square), ref, "paper"))[0].permute(1, 2, 0).numpy()
 
 
@@ -63,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scales", default="1,2,4,8")
-    ap.add_argument("--picture", default=None, help="save 4 views of each reference and scale (JPEG)")
+    ap.add_argument("--references", default="extended,extended-flat,mosaic",
+                    help="which references, comma-separated: extended (edge rows continued), extended-flat, mosaic")
+    ap.add_argument("--picture", default=None, help="save the first 4 views of each reference and scale (JPEG/PNG)")
     a = ap.parse_args(argv)
 
     from infinitygan.config import load_config
@@ -74,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         scales = [int(s) for s in a.scales.split(",")]
-        if a.num < 2 or any(s < 1 for s in scales):
+        if a.num < 2 or any(s < 1 for s in scales) or not set(a.references.split(",")) <= set(REFERENCES):
             raise ValueError
     except ValueError:
-        print(f"error: --scales must be positive integers and --num >= 2 (got {a.scales!r}, {a.num})", file=sys.stderr)
+        print(f"error: --scales must be positive integers, --num >= 2 and --references among {', '.join(REFERENCES)} "
+              f"(got {a.scales!r}, {a.num}, {a.references!r})", file=sys.stderr)
         return 2
     try:
         cfg = load_config(a.config)
@@ -91,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     second = RealSet("procedural", data, a.num, a.seed + 1, exclude=real.indices, size=ref)   # the floor's set
     tiles = RealSet("procedural", data, max(scales) ** 2 * a.num, a.seed + 2, exclude=real.indices, size=ref)
     shown: list[np.ndarray] = []
-    for kind in ("extended", "mosaic"):
+    for kind in a.references.split(","):
         for n in scales:
-            if kind == "extended":
-                views = [extended_view(data.image_seed(int(i)), full, ref, n) for i in second.indices]
+            if kind.startswith("extended"):
+                fill = "flat" if kind == "extended-flat" else "edge"
+                views = [extended_view(data.image_seed(int(i)), full, ref, n, fill) for i in second.indices]
             elif n == 1:
                 views = list(second.images.permute(0, 2, 3, 1).numpy())
             else:
@@ -110,10 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                               "levels": [round(v, 1) for v in r["levels"]], "resolutions": r["resolutions"],
                               "num": a.num, "compared_size": ref}), flush=True)
             shown.append(np.concatenate(views[:4], axis=1))
-    if a.picture:
-        from infinitygan.io.images import save_image
-
-        save_image(a.picture, np.concatenate(shown, axis=0))
+    if a.picture:  # rows: extended at each scale, then mosaic; 4 views each, shown at twice the size
+        img = Image.fromarray(np.concatenate(shown, axis=0))
+        img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST).save(a.picture, quality=92)
     return 0
 
 

@@ -62,7 +62,7 @@ def test_script_prints_the_floor_at_1x(capsys):
     m = benchmark_script("scaleinv_reference")
     assert m.main(["--num", "32", "--scales", "1,2"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["reference"], r["scale"]) for r in rows] == [("extended", 1), ("extended", 2), ("mosaic", 1), ("mosaic", 2)]
+    assert [(r["reference"], r["scale"]) for r in rows] == [("extended", 1), ("extended", 2), ("extended-flat", 1), ("extended-flat", 2), ("mosaic", 1), ("mosaic", 2)]
     proto, data = _data()
     real = RealSet("procedural", data, 32, 0, size=proto.reference_size)
     other = RealSet("procedural", data, 32, 1, exclude=real.indices, size=proto.reference_size)
@@ -70,11 +70,20 @@ def test_script_prints_the_floor_at_1x(capsys):
     acc.add_real(real.images)
     acc.add_fake(other.images)
     floor = round(acc.compute()["mean"], 2)
-    assert rows[0]["swd"] == rows[2]["swd"] == floor
-    assert min(rows[1]["swd"], rows[3]["swd"]) > floor   # at 2x neither reference is the data
+    assert rows[0]["swd"] == rows[2]["swd"] == rows[4]["swd"] == floor
+    assert min(rows[1]["swd"], rows[3]["swd"], rows[5]["swd"]) > floor   # at 2x neither reference is the data
 
 
 def test_bad_scales_are_one_line(capsys):
     m = benchmark_script("scaleinv_reference")
     assert m.main(["--scales", "0,x"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_flat_fill_is_one_colour_above_and_below():
+    m = benchmark_script("scaleinv_reference")
+    proto, data = _data()
+    ref = proto.reference_size
+    view = m.extended_view(data.image_seed(5), proto.full_size, ref, 4, "flat")
+    assert len(np.unique(view[: 3 * ref // 8 - 1].reshape(-1, 3), axis=0)) == 1     # the sky: one colour
+    assert len(np.unique(view[5 * ref // 8 + 1:].reshape(-1, 3), axis=0)) == 1      # the ground: one colour
