@@ -6,17 +6,22 @@
 The N x column compares N F x N F views, brought to R x R, with the 1x real images (R x R). With
 no real images at N times the field of view, the paper assumes a landscape is self-similar. The
 procedural world lets us test that assumption: its scenes continue sideways for ever
-(``render_landscape(seed, F, N F)`` is the same scene N times wider). Two references, built from
-a second set of real images (disjoint from the compared set, as for the floor), per scale N:
+(``render_landscape(seed, F, N F)`` is the same scene N times wider), and the renderer can draw
+above and below its frame. References built from a second set of real images (disjoint from the
+compared set, as for the floor), per scale N; at 1x each is the real image itself (tested), so
+its 1x figure is the floor (`infinitygan eval --floor`: the same two real sets):
 
-* ``extended``: what an ideal infinite-landscape generator would show. The scene N times wider
-  (Lanczos to R-pixel height like the real images), placed at the middle rows of an N R square,
-  the rows above continuing its top row (sky) and those below its bottom row (ground); then
-  the protocol's ``paper`` resize to R. The renderer cannot draw above or below its frame, so
-  the fill is a guess: ``extended`` continues the edge rows (their clouds and grass become
-  vertical streaks), ``extended-flat`` fills with the edge rows' mean colour (no texture); the
-  two bracket what the real world above and below would add. At 1x it is the real image itself (tested), so its 1x
-  figure is the floor (`infinitygan eval --floor`: the same two real sets).
+* ``world``: what an ideal infinite-landscape generator would show: the procedural world itself
+  seen with N times the field of view (``render_landscape(seed, F, N F, top=-(N-1)F/2, rows=N F)``:
+  the frame in the middle, the sky and its clouds going on above, the ground below; the
+  renderer's ground texture is not perspective-correct sideways, so below the frame its patches
+  stretch into vertical streaks), Lanczos to N R like the real images, then the protocol's
+  ``paper`` resize to R.
+* ``extended`` / ``extended-flat``: the same with the rows above and below guessed instead of
+  rendered: the scene N times wider (Lanczos to R-pixel height), in the middle rows of an N R
+  square; ``extended`` continues the edge rows (their clouds and grass become vertical
+  streaks), ``extended-flat`` fills with the edge rows' mean colour (no texture). How much the
+  columns depend on the texture far from the horizon.
 * ``mosaic``: N x N different real images side by side (whole scenes repeated like a texture,
   what a model that re-creates its training window everywhere would show), then to R (from a
   third set of real images; at 1x the floor's second set).
@@ -38,8 +43,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-FILLS = ("edge", "flat")
-REFERENCES = ("extended", "extended-flat", "mosaic")
+FILLS = ("edge", "flat", "world")
+REFERENCES = ("world", "extended", "extended-flat", "mosaic")
 EDGE_ROWS = 4
 
 
@@ -52,6 +57,11 @@ def extended_view(seed: int, full: int, ref: int, n: int, fill: str = "edge") ->
 
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    if fill == "world":   # the renderer draws what is above and below the frame: no guess
+        tall = Image.fromarray(render_landscape(seed, full, n * full, top=-((n - 1) * full // 2), rows=n * full))
+        square = np.array(tall.resize((n * ref, n * ref), Image.Resampling.LANCZOS), dtype=np.uint8)
+        x = torch.from_numpy(np.ascontiguousarray(square)).permute(2, 0, 1)[None]
+        return P.quantize(P.resize(P.to_unit(x), ref, "paper"))[0].permute(1, 2, 0).numpy()
     wide = Image.fromarray(render_landscape(seed, full, n * full))
     band = np.asarray(wide.resize((n * ref, ref), Image.Resampling.LANCZOS), dtype=np.uint8)
     top = (n * ref - ref) // 2
@@ -80,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scales", default="1,2,4,8")
-    ap.add_argument("--references", default="extended,extended-flat,mosaic",
-                    help="which references, comma-separated: extended (edge rows continued), extended-flat, mosaic")
+    ap.add_argument("--references", default="world,extended,extended-flat,mosaic",
+                    help="which references, comma-separated: world, extended (edge rows continued), extended-flat, mosaic")
     ap.add_argument("--picture", default=None, help="save the first 4 views of each reference and scale (JPEG/PNG)")
     a = ap.parse_args(argv)
 
@@ -113,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     shown: list[np.ndarray] = []
     for kind in a.references.split(","):
         for n in scales:
-            if kind.startswith("extended"):
-                fill = "flat" if kind == "extended-flat" else "edge"
+            if kind != "mosaic":
+                fill = {"world": "world", "extended": "edge", "extended-flat": "flat"}[kind]
                 views = [extended_view(data.image_seed(int(i)), full, ref, n, fill) for i in second.indices]
             elif n == 1:
                 views = list(second.images.permute(0, 2, 3, 1).numpy())

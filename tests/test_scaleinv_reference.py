@@ -21,12 +21,26 @@ def _data():
     return proto, _open_data("procedural", cfg, proto)
 
 
-def test_extended_view_at_1x_is_the_real_image():
+def test_every_view_at_1x_is_the_real_image():
     m = benchmark_script("scaleinv_reference")
     proto, data = _data()
     for i in (0, 7):
-        view = m.extended_view(data.image_seed(i), proto.full_size, proto.reference_size, 1)
-        assert np.array_equal(view, data.load_uint8(i, proto.reference_size))
+        for fill in m.FILLS:
+            view = m.extended_view(data.image_seed(i), proto.full_size, proto.reference_size, 1, fill)
+            assert np.array_equal(view, data.load_uint8(i, proto.reference_size)), fill
+
+
+def test_the_world_beyond_the_frame():
+    """render_landscape(top=, rows=): the frame's own rows inside a taller render (but for the water
+    reflection's vertical blur near the render's edges), the sky's top colour above it."""
+    full = 101
+    for seed in range(6):
+        frame = render_landscape(seed, full, 2 * full)
+        tall = render_landscape(seed, full, 2 * full, top=-full, rows=3 * full)
+        assert tall.shape == (3 * full, 2 * full, 3)
+        inside = tall[full:2 * full].astype(int)
+        assert (inside != frame).mean() < 0.005 and np.abs(inside - frame).max() <= 4
+    assert np.array_equal(render_landscape(3, 64, 80, top=0, rows=64), render_landscape(3, 64, 80))
 
 
 def test_extended_view_keeps_the_scene_in_its_middle_rows():
@@ -60,9 +74,9 @@ def test_script_prints_the_floor_at_1x(capsys):
     from infinitygan.metrics.swd import SWDAccumulator
 
     m = benchmark_script("scaleinv_reference")
-    assert m.main(["--num", "32", "--scales", "1,2"]) == 0
+    assert m.main(["--num", "32", "--scales", "1,2", "--references", "world,extended-flat"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["reference"], r["scale"]) for r in rows] == [("extended", 1), ("extended", 2), ("extended-flat", 1), ("extended-flat", 2), ("mosaic", 1), ("mosaic", 2)]
+    assert [(r["reference"], r["scale"]) for r in rows] == [(k, n) for k in ("world", "extended-flat") for n in (1, 2)]
     proto, data = _data()
     real = RealSet("procedural", data, 32, 0, size=proto.reference_size)
     other = RealSet("procedural", data, 32, 1, exclude=real.indices, size=proto.reference_size)
@@ -70,8 +84,8 @@ def test_script_prints_the_floor_at_1x(capsys):
     acc.add_real(real.images)
     acc.add_fake(other.images)
     floor = round(acc.compute()["mean"], 2)
-    assert rows[0]["swd"] == rows[2]["swd"] == rows[4]["swd"] == floor
-    assert min(rows[1]["swd"], rows[3]["swd"], rows[5]["swd"]) > floor   # at 2x neither reference is the data
+    assert rows[0]["swd"] == rows[2]["swd"] == floor
+    assert min(r["swd"] for r in rows[1::2]) > floor   # at 2x neither reference is the data
 
 
 def test_bad_scales_are_one_line(capsys):

@@ -220,8 +220,9 @@ class _Scene:
     V: np.ndarray
 
 
-def _draw_scene(seed: int, H: int, W: int) -> _Scene:
-    """Time of day, terrain, sky colours, horizon and world offset of ``seed``; the pixel grid."""
+def _draw_scene(seed: int, H: int, W: int, row0: int = 0, n_rows: int | None = None) -> _Scene:
+    """Time of day, terrain, sky colours, horizon and world offset of ``seed``; the pixel grid:
+    ``n_rows`` rows (default H) from row ``row0`` of the frame of height H (the world's scale)."""
     rng = np.random.default_rng(int(seed) & ((1 << 64) - 1))
     ns = [int(s) for s in rng.integers(0, 2**31 - 1, size=24)]
     time = _TIMES[_TIME_NAMES[rng.integers(len(_TIME_NAMES))]]
@@ -231,9 +232,9 @@ def _draw_scene(seed: int, H: int, W: int) -> _Scene:
     horizon = rng.uniform(0.45, 0.70)
     x0 = rng.uniform(0.0, 1000.0)
     cols = np.arange(W, dtype=np.float64)
-    rows = np.arange(H, dtype=np.float64)
+    rows = np.arange(row0, row0 + (H if n_rows is None else n_rows), dtype=np.float64)
     u = (cols + 0.5) / H + x0  # (W,)
-    v = (rows + 0.5) / H  # (H,)
+    v = (rows + 0.5) / H  # (rows,): 0 .. 1 inside the frame
     return _Scene(H, W, rng, ns, time, terr, top, hor, light, horizon, x0, cols, rows, u, v,
                   v[:, None].astype(_F))
 
@@ -343,7 +344,7 @@ def _ground(s: _Scene, haze: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     rng, terr, ns, H, W, light = s.rng, s.terr, s.ns, s.H, s.W, s.light
     below = max(1.0 - s.horizon, 1e-3)
     t = np.clip((s.v - s.horizon) / below, 0.0, 1.0)  # 0 at horizon, 1 at bottom
-    z = 1.0 / (t + 0.06)  # perspective depth
+    z = 1.0 / (np.maximum((s.v - s.horizon) / below, 0.0) + 0.06)  # perspective depth (on below the frame)
     gfar = _jitter(rng, terr["gfar"], 0.06) * light
     gnear = _jitter(rng, terr["gnear"], 0.06) * light
     tw = (t ** 0.7).astype(_F)[:, None, None]
@@ -353,7 +354,7 @@ def _ground(s: _Scene, haze: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     blades = _vnoise2(s.cols / 1.2, s.rows / 5.0, ns[18])
     T = t.astype(_F)[:, None]
     tex = 0.75 + 0.55 * (patches - 0.5) * 1.6 + (grain - 0.5) * (0.08 + 0.25 * T) + (blades - 0.5) * 0.3 * T
-    ground = np.broadcast_to(gcol, (H, W, 3)) * tex[..., None]
+    ground = np.broadcast_to(gcol, (len(s.rows), W, 3)) * tex[..., None]
     ground = ground + (0.55 * (1 - T) ** 4)[..., None] * (haze - ground)
     return ground, z, T
 
@@ -372,8 +373,9 @@ def _water(s: _Scene, ground: np.ndarray, above: np.ndarray, z: np.ndarray, T: n
         src = 2.0 * hr - (rows + 0.5)
         ripple = (_fbm2(u * 5.0, z * 3.0, ns[20], octaves=3) - 0.5) * (1.0 + 6.0 * T) * (H / 197.0) * 3.0
         cidx = np.clip(np.rint(cols[None, :] + ripple).astype(np.int64), 0, W - 1)
-        ridx = np.clip(np.rint(src - 0.5).astype(np.int64), 0, max(int(np.ceil(hr)) - 1, 0))
-        refl = above[ridx[:, None], cidx]
+        top = int(rows[0]) if len(rows) else 0   # the first rendered row (< 0: above the frame)
+        ridx = np.clip(np.rint(src - 0.5).astype(np.int64), min(top, 0), max(int(np.ceil(hr)) - 1, 0))
+        refl = above[np.clip(ridx - top, 0, len(rows) - 1)[:, None], cidx]
         rb = max(1, int(round(H / 90)))
         refl = _box_blur(refl, rb, axis=0)
         refl = _box_blur(refl, max(1, rb // 2), axis=1)
@@ -397,16 +399,21 @@ def _composite(s: _Scene, img: np.ndarray, ground: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def render_landscape(seed: int, height: int, width: int) -> np.ndarray:
+def render_landscape(seed: int, height: int, width: int, top: int = 0, rows: int | None = None) -> np.ndarray:
     """Render the landscape of ``seed`` as an (height, width, 3) uint8 RGB array.
 
     Deterministic in ``seed``; any size >= 1.  Scene scale follows ``height``: a wider
-    image shows more of the same (horizontally continuing) scene.
+    image shows more of the same (horizontally continuing) scene. ``top`` / ``rows``: render
+    ``rows`` rows (default ``height``) from row ``top`` of that frame instead, also above (top < 0)
+    and below it: the sky, its clouds and the ground go on (a larger field of view; inside the
+    frame the pixels are the frame's, but for the reflection's vertical blur near the render's
+    edges). Returns (rows, width, 3).
     """
     H, W = int(height), int(width)
-    if H < 1 or W < 1:
-        raise ValueError(f"image size must be positive, got {H}x{W}")
-    scene = _draw_scene(seed, H, W)
+    n_rows = H if rows is None else int(rows)
+    if H < 1 or W < 1 or n_rows < 1:
+        raise ValueError(f"image size must be positive, got {H}x{W} ({n_rows} rows)")
+    scene = _draw_scene(seed, H, W, int(top), n_rows)
     img, sun_u = _sky(scene)
     img = _clouds(scene, img)
     haze = scene.hor * 0.85 + scene.light * 0.15 * scene.hor.mean()
