@@ -27,7 +27,11 @@ its 1x figure is the floor (`infinitygan eval --floor`: the same two real sets):
   third set of real images; at 1x the floor's second set).
 
 Printed: one JSON line per (reference, scale) with the SWD x 1e3 (the protocol's, the
-evaluation's own real set and seed) and its levels (finest first).
+evaluation's own real set and seed) and its levels (finest first). With ``--model NAME=CKPT``
+(``--references ''`` to skip the references), also one line per (model, scale): the model's
+N x views (the protocol's) against the real set seen N times wider and taller (``world``): the
+N x column with real images of the same field of view, which the paper did not have. At 1x it
+is the usual 1x column.
 """
 from __future__ import annotations
 
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="1,2,4,8")
     ap.add_argument("--references", default="world,extended,extended-flat,mosaic",
                     help="which references, comma-separated: world, extended (edge rows continued), extended-flat, mosaic")
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
+                    help="also score this model's N x views against the world's N x views (the real images seen "
+                         "with N times the field of view) instead of the 1x reals (repeatable)")
     ap.add_argument("--picture", default=None, help="save the first 4 views of each reference and scale (JPEG/PNG)")
     a = ap.parse_args(argv)
 
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         scales = [int(s) for s in a.scales.split(",")]
-        if a.num < 2 or any(s < 1 for s in scales) or not set(a.references.split(",")) <= set(REFERENCES):
+        if a.num < 2 or any(s < 1 for s in scales) or not set(filter(None, a.references.split(","))) <= set(REFERENCES):
             raise ValueError
     except ValueError:
         print(f"error: --scales must be positive integers, --num >= 2 and --references among {', '.join(REFERENCES)} "
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     second = RealSet("procedural", data, a.num, a.seed + 1, exclude=real.indices, size=ref)   # the floor's set
     tiles = RealSet("procedural", data, max(scales) ** 2 * a.num, a.seed + 2, exclude=real.indices, size=ref)
     shown: list[np.ndarray] = []
-    for kind in a.references.split(","):
+    for kind in filter(None, a.references.split(",")):
         for n in scales:
             if kind != "mosaic":
                 fill = {"world": "world", "extended": "edge", "extended-flat": "flat"}[kind]
@@ -141,6 +148,32 @@ def main(argv: list[str] | None = None) -> int:
                               "levels": [round(v, 1) for v in r["levels"]], "resolutions": r["resolutions"],
                               "num": a.num, "compared_size": ref}), flush=True)
             shown.append(np.concatenate(views[:4], axis=1))
+    world_real: dict[int, torch.Tensor] = {}
+    for spec in a.model:
+        name, _, path = spec.partition("=")
+        from infinitygan.api import load_model
+
+        try:
+            model = load_model(path or name)
+        except (UserError, OSError) as e:
+            print(f"error: --model {spec}: {e}", file=sys.stderr)
+            return 2
+        own = P.EvalProtocol.of(model.config)
+        if (own.full_size, own.reference_size) != (full, ref):
+            print(f"error: --model {spec}: its protocol ({own.full_size} px, compared at {own.reference_size}) is not "
+                  f"--config's ({full}, {ref}); pass its config with --config", file=sys.stderr)
+            return 2
+        for n in scales:
+            if n not in world_real:  # the compared set's own images, seen N times wider and taller
+                world_real[n] = torch.from_numpy(np.stack([extended_view(data.image_seed(int(i)), full, ref, n, "world")
+                                                           for i in real.indices])).permute(0, 3, 1, 2).contiguous()
+            acc = SWDAccumulator(seed=a.seed)
+            acc.add_real(world_real[n])
+            for b in P.fake_batches(model, P.placements(model.config, a.num, n, a.seed), "cpu", ("paper",), size=ref):
+                acc.add_fake(b["paper"])
+            r = acc.compute()
+            print(json.dumps({"model": name, "scale": n, "swd_vs_world": round(r["mean"], 2),
+                              "levels": [round(v, 1) for v in r["levels"]], "num": a.num}), flush=True)
     if a.picture:  # rows: extended at each scale, then mosaic; 4 views each, shown at twice the size
         img = Image.fromarray(np.concatenate(shown, axis=0))
         img.resize((img.width * 2, img.height * 2), Image.Resampling.NEAREST).save(a.picture, quality=92)

@@ -101,3 +101,21 @@ def test_flat_fill_is_one_colour_above_and_below():
     view = m.extended_view(data.image_seed(5), proto.full_size, ref, 4, "flat")
     assert len(np.unique(view[: 3 * ref // 8 - 1].reshape(-1, 3), axis=0)) == 1     # the sky: one colour
     assert len(np.unique(view[5 * ref // 8 + 1:].reshape(-1, 3), axis=0)) == 1      # the ground: one colour
+
+
+def test_model_against_the_world_is_the_1x_column_at_1x(tmp_path, capsys):
+    """--model: at 1x the world's views are the real images, so the figure is `eval --scale 1`'s."""
+    from conftest import REPO
+    from infinitygan.api import init_model
+    from infinitygan.metrics.evaluate import evaluate
+
+    model = init_model(str(REPO / CONFIG), seed=0)
+    path = tmp_path / "mini.safetensors"
+    model.save(path)
+    m = benchmark_script("scaleinv_reference")
+    assert m.main(["--num", "8", "--scales", "1", "--references", "", "--model", f"mini={path}"]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    col = next(evaluate(model, "procedural", "swd", [1], ["paper"], 8, seed=0))
+    assert row["model"] == "mini" and row["swd_vs_world"] == round(col["value"], 2)
+    assert m.main(["--num", "16", "--references", "", "--config", "tiny", "--model", f"mini={path}"]) == 2
+    assert "--config" in capsys.readouterr().err
