@@ -98,3 +98,12 @@ def tiny_model_file(tiny_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     tiny_model.save(path)
     return path
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT: a shell without job control
+    starts background commands (``cmd &``, nohup) with SIGINT ignored, the child inherits that and
+    Python then never raises KeyboardInterrupt; the tests must not depend on how they were started."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

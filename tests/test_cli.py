@@ -11,7 +11,7 @@ from PIL import Image
 
 from infinitygan.cli import main
 
-from conftest import official_fixture
+from conftest import default_sigint, official_fixture
 
 
 def run(capsys, *args):
@@ -208,7 +208,7 @@ def test_ctrl_c_stops_a_long_generate_and_leaves_no_file(tmp_path, tiny_model_fi
     p = subprocess.Popen([sys.executable, "-m", "infinitygan", "generate", "--model", str(tiny_model_file),
                           "--width", "1000000", "--height", "64", "--out", str(out / f"wide.{ext}"), "--force",
                           "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not list(out.iterdir()) and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # the writer's temporary file appears once synthesis has started

@@ -20,6 +20,7 @@ with warnings.catch_warnings():  # starlette's TestClient would rather have http
 from infinitygan.io.images import to_uint8  # noqa: E402
 from infinitygan.serve.app import ClientGone, QueueFull, TileService, create_app  # noqa: E402
 from infinitygan.render import RenderOptions  # noqa: E402
+from conftest import default_sigint  # noqa: E402
 from infinitygan.serve.tiles import TileKey, TileRenderer, downsample  # noqa: E402
 from infinitygan.synthesis import Region  # noqa: E402
 
@@ -242,7 +243,7 @@ def test_serve_refuses_a_busy_port_or_bad_host_and_stops_on_signals(tmp_path):
     busy.close()
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         p = subprocess.Popen([sys.executable, "-m", "infinitygan", "serve", "--port", str(port), "--quiet"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=default_sigint)
         deadline = time.monotonic() + 120
         while True:
             try:
